@@ -1,0 +1,96 @@
+// Command nexy is a self-hosted server for the Nexy voice assistant, and a
+// small client to try it.
+//
+//	nexy serve [-config nexy.toml]   run the server
+//	nexy ask [flags] "question"      ask a running server, print the answer, save the speech
+//	nexy version                     print the version
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/nexy-server/nexy/config"
+	"github.com/nexy-server/nexy/server"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usage = `nexy — a self-hosted server for the Nexy voice assistant
+
+usage:
+  nexy serve [-config nexy.toml]   run the server (no config file: safe local defaults)
+  nexy ask [flags] "question"      ask a running server; prints text, action and timings,
+                                   writes the speech to a WAV file (nexy ask -h for flags)
+  nexy version                     print the version
+`
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stderr)
+	case "ask":
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return ask(ctx, args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "nexy", server.Version)
+		return 0
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "nexy: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}
+
+func serve(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "config file (default $NEXY_CONFIG, else ./nexy.toml when present)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*path, os.Environ())
+	if err != nil {
+		fmt.Fprintln(stderr, "nexy:", err)
+		return 1
+	}
+	log := server.NewLogger(stderr, cfg.Log, cfg.Secrets())
+	source := cfg.Path
+	if source == "" {
+		source = "built-in defaults (no nexy.toml)"
+	}
+	log.Info("Configuration loaded", "scope", "server", "decision", "config", "source", source, "profile", cfg.Server.Profile)
+	for _, name := range cfg.UnknownEnv {
+		log.Warn("Unknown environment setting ignored (typo?)", "scope", "server", "decision", "config", "env", name)
+	}
+	srv, err := server.New(&cfg.Config, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "nexy:", err)
+		return 1
+	}
+	if err := srv.Listen(); err != nil {
+		fmt.Fprintln(stderr, "nexy:", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := srv.Serve(ctx); err != nil {
+		fmt.Fprintln(stderr, "nexy:", err)
+		return 1
+	}
+	return 0
+}

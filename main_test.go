@@ -1,0 +1,142 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nexy-server/nexy/config"
+	"github.com/nexy-server/nexy/llm/llmtest"
+	"github.com/nexy-server/nexy/server"
+)
+
+// TestMain lets the tests run this binary as `nexy` in a child process.
+func TestMain(m *testing.M) {
+	if os.Getenv("NEXY_TEST_RUN_MAIN") == "1" {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// TestServeOnFreshMachine starts `nexy serve` with no config file and no key:
+// it must come up on loopback, say what is missing, and stop cleanly on SIGTERM.
+func TestServeOnFreshMachine(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "serve")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "NEXY_TEST_RUN_MAIN=1", "NEXY_LISTEN_GRPC_PLAIN=127.0.0.1:0", "NEXY_LISTEN_HTTP_PLAIN=127.0.0.1:0")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var log strings.Builder
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
+		if strings.Contains(sc.Text(), "decision=degraded") {
+			break
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("serve exited with %v\n%s", err, log.String())
+	}
+	out := log.String()
+	for _, want := range []string{"built-in defaults", "Server started", "grpc=127.0.0.1:", "NEXY_LLM_API_KEY", "Server stopped"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("serve log lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data")); err != nil {
+		t.Errorf("data dir not created: %v", err)
+	}
+}
+
+func TestServeRejectsBadConfig(t *testing.T) {
+	var stderr bytes.Buffer
+	t.Setenv("NEXY_LIMITS_IDLE_TIMEOUT", "soon")
+	if code := run([]string{"serve"}, &bytes.Buffer{}, &stderr); code != 1 || !strings.Contains(stderr.String(), "limits.idle_timeout") {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+// TestAsk drives a real server with `nexy ask` and checks what it prints and saves.
+func TestAsk(t *testing.T) {
+	fake := llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "Opening Notes for you.", "command": "open_app", "args": {"app_name": "Notes"}}`}})
+	speech := newSpeechServer(t)
+	cfg := config.Default("dev")
+	cfg.Server.DataDir = t.TempDir()
+	cfg.Listen.GRPCPlain, cfg.Listen.HTTPPlain = "127.0.0.1:0", ""
+	cfg.LLM.Provider, cfg.LLM.BaseURL, cfg.LLM.Model = "openai", fake.URL, "llama3.2"
+	cfg.TTS.Provider, cfg.TTS.BaseURL = "openai", speech
+	srv, err := server.New(&cfg, server.NewLogger(&bytes.Buffer{}, cfg.Log, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- srv.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	wav := filepath.Join(t.TempDir(), "answer.wav")
+	var stdout, stderr bytes.Buffer
+	code := ask(context.Background(), []string{"-addr", srv.GRPCAddr().String(), "-out", wav, "open", "notes"}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("ask exited %d: %s %s", code, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	for _, want := range []string{"text: Opening Notes for you.", `"command":"open_app"`, "end: ", "timings: collect_ack", "answer.wav"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ask output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "BAD AUDIO CHUNK") {
+		t.Errorf("wire format violated:\n%s", out)
+	}
+	if r := fake.Requests(); len(r) != 1 || r[0].User != "open notes" {
+		t.Errorf("LLM saw %+v", r)
+	}
+	b, err := os.ReadFile(wav)
+	if err != nil || len(b) < 44+48000 || string(b[:4]) != "RIFF" {
+		t.Fatalf("WAV not written: %d bytes, %v", len(b), err)
+	}
+
+	// The welcome RPC through the same client.
+	stdout.Reset()
+	if code := ask(context.Background(), []string{"-addr", srv.GRPCAddr().String(), "-out", "", "-welcome"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("ask -welcome exited %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "method=openai") || !strings.Contains(stdout.String(), "end: Welcome audio generation completed") {
+		t.Errorf("welcome output:\n%s", stdout.String())
+	}
+}
+
+func TestAskReportsServerErrors(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if code := ask(ctx, []string{"-addr", "127.0.0.1:1", "-timeout", "2s", "hello"}, &stdout, &stderr); code != 1 || stderr.Len() == 0 {
+		t.Fatalf("unreachable server: exit %d, stderr %q", code, stderr.String())
+	}
+	if code := ask(ctx, []string{}, &stdout, &stderr); code != 2 {
+		t.Fatalf("no question: exit %d", code)
+	}
+}

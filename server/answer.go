@@ -1,0 +1,97 @@
+package server
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/nexy-server/nexy/llm"
+	"github.com/nexy-server/nexy/tts"
+)
+
+// features maps the config flags onto the command allowlist.
+func (s *service) features() llm.Features {
+	f := s.cfg.Features
+	return llm.Features{Messages: f.Messages, WhatsApp: f.WhatsApp, Browser: f.Browser, Subscription: f.Subscription}
+}
+
+// forwardActions: the kill switch wins over the feature flag.
+func (s *service) forwardActions() bool {
+	return s.cfg.Features.ForwardAssistantActions && !s.cfg.KillSwitches.DisableForwardAssistantActions
+}
+
+// systemPrompt assembles the prompt for a turn starting now.
+func (s *service) systemPrompt() string {
+	now := s.now()
+	return llm.SystemPrompt(llm.PromptContext{Features: s.features(), Now: now, TimeZone: now.Location().String()})
+}
+
+func (s *service) splitterConfig() tts.SplitterConfig {
+	c := s.cfg.Speech
+	return tts.SplitterConfig{FirstMinWords: c.FirstMinWords, MinWords: c.MinWords, MinChars: c.MinChars, MaxChars: c.MaxChars}
+}
+
+// checkAction validates the model's command against the allowlist of the
+// enabled features; a refused command never reaches the client.
+func (s *service) checkAction(reply llm.Reply, sessionID string) *llm.Action {
+	if reply.Command == "" {
+		return nil
+	}
+	a, err := llm.ValidateCommand(reply.Command, reply.Args, s.features())
+	if err != nil {
+		s.log.Info("command refused", "scope", "grpc", "method", "StreamAudio", "decision", "command_refused",
+			"session_id", sessionID, "command", truncate(reply.Command, 64), "reason", err.Error())
+		return nil
+	}
+	return &a
+}
+
+// fallbackText is spoken when the model said nothing: the command's own
+// confirmation, a refusal, or a fixed sentence (never the user's prompt).
+func (s *service) fallbackText(reply llm.Reply, action *llm.Action) string {
+	switch {
+	case action != nil && s.forwardActions():
+		return llm.FallbackText(*action)
+	case reply.Command != "":
+		return cannotDoText
+	default:
+		return llm.NoAnswerText
+	}
+}
+
+// logTurn writes the turn's decision line with its per-stage timings.
+func (s *service) logTurn(t *turn, err error) {
+	decision, level := "complete", slog.LevelInfo
+	attrs := []slog.Attr{
+		slog.String("session_id", t.in.sessionID), slog.String("hardware_id", shortID(t.in.hardwareID)),
+		slog.Bool("screenshot", t.in.image != nil), slog.Int("segments", t.segments), slog.Int("audio_chunks", t.chunks),
+		slog.Int("input_tokens", t.usage.InputTokens), slog.Int("output_tokens", t.usage.OutputTokens),
+		slog.Group("timings_ms",
+			ms("admitted", t.tm.admitted.Load()), ms("llm_first_token", t.tm.llmFirstToken.Load()),
+			ms("first_segment", t.tm.firstSegment.Load()), ms("tts_first_byte", t.tm.ttsFirstByte.Load()),
+			ms("first_audio_sent", t.tm.firstAudioSent.Load()), ms("last_chunk_sent", t.tm.lastChunkSent.Load())),
+	}
+	if t.action != nil {
+		attrs = append(attrs, slog.String("command", t.action.Command), slog.Bool("action_forwarded", s.forwardActions()))
+	}
+	if err != nil {
+		te := classify(t.ctx, err)
+		decision, level = "error", slog.LevelWarn
+		if te.kind == "cancelled_by_user" {
+			decision, level = "cancelled", slog.LevelInfo
+		}
+		attrs = append(attrs, slog.String("error_type", te.kind), slog.Bool("sent_any", t.sentAny), slog.String("error", te.Error()))
+	}
+	s.decision(level, "StreamAudio", decision, t.in.start, toAny(attrs)...)
+}
+
+func ms(key string, ns int64) slog.Attr {
+	return slog.Float64(key, float64(time.Duration(ns).Microseconds())/1000)
+}
+
+func toAny(attrs []slog.Attr) []any {
+	out := make([]any, len(attrs))
+	for i, a := range attrs {
+		out[i] = a
+	}
+	return out
+}

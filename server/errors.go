@@ -1,0 +1,92 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/nexy-server/nexy/llm"
+)
+
+// turnError is an error classified into the taxonomy of SPEC §6: the gRPC
+// code, the error type (for logs and metrics) and the message the user sees.
+type turnError struct {
+	code codes.Code
+	kind string
+	msg  string
+	err  error // cause, for the log only
+}
+
+func (e *turnError) Error() string {
+	if e.err != nil {
+		return e.msg + ": " + e.err.Error()
+	}
+	return e.msg
+}
+
+func (e *turnError) Unwrap() error { return e.err }
+
+// status is the gRPC status sent to the client: the user-facing message only.
+func (e *turnError) status() error { return status.Error(e.code, e.msg) }
+
+func invalid(format string, args ...any) *turnError {
+	return &turnError{code: codes.InvalidArgument, kind: "validation_failed", msg: fmt.Sprintf(format, args...)}
+}
+
+// Causes for cancelling a turn's context; they decide how the turn is reported.
+var (
+	errInterrupted = errors.New("interrupted by InterruptSession")
+	errIdle        = errors.New("no progress within limits.idle_timeout")
+	errShutdown    = errors.New("server is shutting down")
+	// errTurnDone is how a turn cancels its own context when it ends, so
+	// cleanup is never mistaken for a client cancel.
+	errTurnDone = errors.New("turn finished")
+)
+
+// classify maps any failure of a turn to the taxonomy. ctx is the turn's
+// context: its cause tells a client cancel from an interrupt or a timeout.
+func classify(ctx context.Context, err error) *turnError {
+	var te *turnError
+	if errors.As(err, &te) {
+		return te
+	}
+	switch cause := context.Cause(ctx); {
+	case errors.Is(cause, errInterrupted):
+		return &turnError{code: codes.Canceled, kind: "cancelled_by_user", msg: "turn interrupted", err: err}
+	case errors.Is(cause, errIdle):
+		return &turnError{code: codes.DeadlineExceeded, kind: "timeout", msg: "the answer stalled and was stopped (limits.idle_timeout)", err: err}
+	case errors.Is(cause, errShutdown):
+		return &turnError{code: codes.Unavailable, kind: "unavailable", msg: "server is shutting down, please retry", err: err}
+	case ctx.Err() != nil && !errors.Is(cause, errTurnDone):
+		return &turnError{code: codes.Canceled, kind: "cancelled_by_user", msg: "request cancelled", err: err}
+	}
+	var le *llm.Error
+	if errors.As(err, &le) {
+		return classifyLLM(le)
+	}
+	if errors.Is(err, errTTS) {
+		return &turnError{code: codes.Unavailable, kind: "unavailable", msg: "speech synthesis is unavailable, please try again", err: err}
+	}
+	return &turnError{code: codes.Internal, kind: "internal", msg: "internal error", err: err}
+}
+
+// errTTS marks failures of the speech provider.
+var errTTS = errors.New("tts")
+
+func classifyLLM(e *llm.Error) *turnError {
+	switch e.Kind {
+	case llm.KindTimeout:
+		return &turnError{code: codes.DeadlineExceeded, kind: "timeout", msg: "the AI provider did not answer in time (llm.timeout)", err: e}
+	case llm.KindAuth:
+		return &turnError{code: codes.Unavailable, kind: "unavailable", msg: "the AI provider rejected the server's API key (check llm.api_key)", err: e}
+	case llm.KindRateLimited:
+		return &turnError{code: codes.Unavailable, kind: "unavailable", msg: "the AI provider is rate-limiting this server, please try again in a minute", err: e}
+	case llm.KindBadRequest:
+		return &turnError{code: codes.Internal, kind: "internal", msg: "the AI provider refused the request", err: e}
+	default:
+		return &turnError{code: codes.Unavailable, kind: "unavailable", msg: "the AI provider is unavailable, please try again in a minute", err: e}
+	}
+}

@@ -1,0 +1,215 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/nexy-server/nexy/config"
+	pb "github.com/nexy-server/nexy/proto"
+)
+
+// testKey is generated per run: no secret ever lives in the repo.
+func testKey(t testing.TB) string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return "test-" + hex.EncodeToString(b[:])
+}
+
+// speechFake is a local OpenAI-compatible /v1/audio/speech server that streams
+// a recorded WAV (espeak-ng output) in small pieces, like a real server.
+type speechFake struct {
+	URL   string
+	wav   []byte
+	mu    sync.Mutex
+	texts []string
+	hang  bool          // hold the response open after the header until the client leaves
+	gone  chan struct{} // closed when a client left mid-response
+	once  sync.Once
+}
+
+func newSpeechFake(t testing.TB) *speechFake {
+	t.Helper()
+	wav, err := os.ReadFile(filepath.Join("..", "testdata", "tts", "openai_hello_24k.wav"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &speechFake{wav: wav, gone: make(chan struct{})}
+	ts := httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(ts.Close)
+	f.URL = ts.URL + "/v1"
+	return f
+}
+
+func (f *speechFake) serve(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost || r.URL.Path != "/v1/audio/speech" {
+		http.Error(w, `{"error":{"message":"not found"}}`, http.StatusNotFound)
+		return
+	}
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	f.mu.Lock()
+	f.texts = append(f.texts, string(body))
+	hang := f.hang
+	f.mu.Unlock()
+	w.Header().Set("Content-Type", "audio/wav")
+	fl := w.(http.Flusher)
+	for off := 0; off < len(f.wav); off += 1000 {
+		if _, err := w.Write(f.wav[off:min(off+1000, len(f.wav))]); err != nil {
+			return
+		}
+		fl.Flush()
+		if hang && off == 0 {
+			<-r.Context().Done()
+			f.once.Do(func() { close(f.gone) })
+			return
+		}
+	}
+}
+
+func (f *speechFake) requests() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.texts...)
+}
+
+// testConfig is a dev config on loopback port 0 with the LLM and TTS pointed at fakes.
+func testConfig(t testing.TB, llmProvider, llmURL, ttsURL string) *config.Config {
+	t.Helper()
+	c := config.Default("dev")
+	c.Server.DataDir = t.TempDir()
+	c.Listen.GRPCPlain = "127.0.0.1:0"
+	c.Listen.HTTPPlain = "127.0.0.1:0"
+	c.LLM.Provider, c.LLM.BaseURL, c.LLM.APIKey = llmProvider, llmURL, testKey(t)
+	if llmProvider == "openai" {
+		c.LLM.Model = "llama3.2"
+	}
+	c.TTS.Provider, c.TTS.BaseURL = "openai", ttsURL
+	c.Log.Level = "debug"
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return &c
+}
+
+// harness is a running server and a real gRPC client connected to it.
+type harness struct {
+	srv    *Server
+	client pb.StreamingServiceClient
+	log    *syncBuffer
+}
+
+// syncBuffer collects the server log for assertions.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return string(b.buf)
+}
+
+func startServer(t testing.TB, cfg *config.Config, opts ...Option) *harness {
+	t.Helper()
+	logs := &syncBuffer{}
+	srv, err := New(cfg, NewLogger(logs, cfg.Log, cfg.Secrets()), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	conn, err := grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("server log:\n%s", logs.String())
+		}
+	})
+	return &harness{srv: srv, client: pb.NewStreamingServiceClient(conn), log: logs}
+}
+
+const testHW = "6E3F2C1A-0B4D-4E5F-8A9B-0C1D2E3F4A5B"
+
+func newSession() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// commitReq is a COMMIT exactly as the shipped client builds it: optional
+// strings present but empty, chunk_seq 0.
+func commitReq(sid, prompt string) *pb.StreamRequest {
+	return &pb.StreamRequest{Prompt: prompt, Screenshot: ptr(""), HardwareId: testHW, SessionId: sid,
+		Phase: pb.RequestPhase_REQUEST_PHASE_COMMIT, ChunkText: ptr("")}
+}
+
+func collectReq(sid string, seq int32, text string) *pb.StreamRequest {
+	return &pb.StreamRequest{Screenshot: ptr(""), HardwareId: testHW, SessionId: sid,
+		Phase: pb.RequestPhase_REQUEST_PHASE_COLLECT, ChunkSeq: seq, ChunkText: ptr(text)}
+}
+
+// readAll drains a stream; err is the final status (nil for OK).
+func readAll(stream grpc.ServerStreamingClient[pb.StreamResponse]) ([]*pb.StreamResponse, error) {
+	var msgs []*pb.StreamResponse
+	for {
+		m, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return msgs, nil
+		}
+		if err != nil {
+			return msgs, err
+		}
+		msgs = append(msgs, m)
+	}
+}
+
+func (h *harness) call(t testing.TB, req *pb.StreamRequest) ([]*pb.StreamResponse, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := h.client.StreamAudio(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return readAll(stream)
+}
+
+// quiet is a logger for tests that do not read logs.
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -1,0 +1,183 @@
+// Package server is the gRPC service and the turn pipeline: validation,
+// admission, the COLLECT buffer, the LLM → TTS stream of one answer,
+// interrupts, listeners and graceful shutdown. It is the only package that
+// knows the whole flow of a turn.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/nexy-server/nexy/config"
+	"github.com/nexy-server/nexy/llm"
+	pb "github.com/nexy-server/nexy/proto"
+	"github.com/nexy-server/nexy/tts"
+)
+
+// Version is the server version, set at build time with -ldflags "-X ...server.Version=...".
+var Version = "dev"
+
+// Server owns the listeners and the service.
+type Server struct {
+	cfg  *config.Config
+	log  *slog.Logger
+	svc  *service
+	grpc *grpc.Server
+	http *http.Server
+
+	grpcLn, httpLn net.Listener
+}
+
+// Option changes how New builds the server (tests inject providers with it).
+type Option func(*options)
+
+type options struct {
+	llm llm.Provider
+	tts tts.Synthesizer
+}
+
+// WithLLM uses p instead of the provider described by the config.
+func WithLLM(p llm.Provider) Option { return func(o *options) { o.llm = p } }
+
+// WithTTS uses s instead of the synthesizer described by the config.
+func WithTTS(s tts.Synthesizer) Option { return func(o *options) { o.tts = s } }
+
+// New builds the server from a validated config. A missing LLM key does not
+// stop it: turns are then refused with a message saying what to set.
+func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	model, missing := o.llm, ""
+	if model == nil {
+		var err error
+		if model, missing, err = newLLM(cfg); err != nil {
+			return nil, err
+		}
+	}
+	speech := o.tts
+	if speech == nil {
+		var err error
+		if speech, err = newTTS(cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(cfg.Server.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("server.data_dir: %w", err)
+	}
+	s := &Server{cfg: cfg, log: log, svc: newService(cfg, log, model, missing, speech)}
+	s.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(cfg.Limits.MaxMessageBytes),
+		grpc.MaxSendMsgSize(cfg.Limits.MaxMessageBytes),
+		// The shipped client pings every 120 s during a call; grpc-go's default
+		// policy (5 min) would answer with GOAWAY too_many_pings.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.Limits.KeepaliveMinTime.Duration, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 60 * time.Second, Timeout: 20 * time.Second}),
+	)
+	pb.RegisterStreamingServiceServer(s.grpc, s.svc)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", s.health)
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	return s, nil
+}
+
+// Listen binds the configured addresses (port 0 picks a free port).
+func (s *Server) Listen() error {
+	var err error
+	if s.grpcLn, err = net.Listen("tcp", s.cfg.Listen.GRPCPlain); err != nil {
+		return fmt.Errorf("listen.grpc_plain: %w", err)
+	}
+	if s.cfg.Listen.HTTPPlain != "" {
+		if s.httpLn, err = net.Listen("tcp", s.cfg.Listen.HTTPPlain); err != nil {
+			s.grpcLn.Close()
+			return fmt.Errorf("listen.http_plain: %w", err)
+		}
+	}
+	return nil
+}
+
+// GRPCAddr is the bound gRPC address (after Listen).
+func (s *Server) GRPCAddr() net.Addr { return s.grpcLn.Addr() }
+
+// HTTPAddr is the bound HTTP address, nil when HTTP is off.
+func (s *Server) HTTPAddr() net.Addr {
+	if s.httpLn == nil {
+		return nil
+	}
+	return s.httpLn.Addr()
+}
+
+// Serve runs until ctx is cancelled, then shuts down gracefully: new turns are
+// refused, running ones get limits.grace_period to finish, then are cancelled.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, 2)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); errc <- s.grpc.Serve(s.grpcLn) }()
+	if s.httpLn != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.http.Serve(s.httpLn); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	s.logStart()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	s.shutdown()
+	wg.Wait()
+	return err
+}
+
+func (s *Server) logStart() {
+	attrs := []any{"scope", "server", "decision", "start", "version", Version, "grpc", s.GRPCAddr().String(),
+		"llm", s.cfg.LLM.Provider, "model", s.cfg.LLM.Model, "tts", s.svc.tts.Name()}
+	if a := s.HTTPAddr(); a != nil {
+		attrs = append(attrs, "http", a.String())
+	}
+	s.log.Info("Server started", attrs...)
+	if s.svc.llm == nil {
+		s.log.Warn(s.svc.llmMissing, "scope", "server", "decision", "degraded")
+	}
+}
+
+func (s *Server) shutdown() {
+	start := time.Now()
+	s.svc.adm.drain()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Limits.GracePeriod.Duration)
+	defer cancel()
+	_ = s.http.Shutdown(ctx)
+	done := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.svc.adm.cancelAll(errShutdown)
+		s.grpc.Stop()
+		<-done
+	}
+	s.log.Info("Server stopped", "scope", "server", "decision", "stop", "dur_ms", time.Since(start).Milliseconds())
+}
+
+func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "public, max-age=30")
+	_ = json.NewEncoder(w).Encode(map[string]string{"status": "OK", "server_version": Version})
+}

@@ -1,0 +1,256 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+
+	"github.com/nexy-server/nexy/audio"
+	"github.com/nexy-server/nexy/config"
+	"github.com/nexy-server/nexy/llm"
+	pb "github.com/nexy-server/nexy/proto"
+	"github.com/nexy-server/nexy/tts"
+)
+
+const (
+	collectAccepted = "COLLECT_ACCEPTED"
+	welcomeDone     = "Welcome audio generation completed"
+)
+
+// service implements the StreamingService RPCs.
+type service struct {
+	pb.UnimplementedStreamingServiceServer
+	cfg     *config.Config
+	log     *slog.Logger
+	llm     llm.Provider // nil when not configured; llmMissing says why
+	tts     tts.Synthesizer
+	adm     *admission
+	collect *collectBuffer
+	now     func() time.Time
+
+	llmMissing string
+}
+
+func newService(cfg *config.Config, log *slog.Logger, model llm.Provider, llmMissing string, speech tts.Synthesizer) *service {
+	l := cfg.Limits
+	return &service{
+		cfg: cfg, log: log, llm: model, llmMissing: llmMissing, tts: speech,
+		adm:     newAdmission(l.MaxConcurrentStreams, l.MaxRatePerSecond),
+		collect: newCollectBuffer(l.CollectTTL.Duration, l.CollectMaxSessions, l.CollectMaxBytes),
+		now:     time.Now,
+	}
+}
+
+// StreamAudio answers COLLECT at once and runs the turn pipeline on COMMIT.
+func (s *service) StreamAudio(req *pb.StreamRequest, stream grpc.ServerStreamingServer[pb.StreamResponse]) error {
+	start := s.now()
+	mime, verr := s.validateStream(req)
+	if verr != nil {
+		return s.refuse(stream.Send, "StreamAudio", req, start, verr)
+	}
+	switch req.GetPhase() {
+	case pb.RequestPhase_REQUEST_PHASE_COLLECT:
+		return s.collectPhase(req, mime, stream, start)
+	case pb.RequestPhase_REQUEST_PHASE_COMMIT, pb.RequestPhase_REQUEST_PHASE_UNSPECIFIED:
+		return s.commitPhase(req, mime, stream, start)
+	default:
+		return s.refuse(stream.Send, "StreamAudio", req, start,
+			invalid("unsupported request phase %d (1 = COLLECT, 2 = COMMIT)", int32(req.GetPhase())))
+	}
+}
+
+func (s *service) collectPhase(req *pb.StreamRequest, mime string, stream grpc.ServerStreamingServer[pb.StreamResponse], start time.Time) error {
+	accepted, err := s.collect.put(req, mime)
+	if err != nil {
+		return s.refuse(stream.Send, "StreamAudio", req, start, err)
+	}
+	decision := "collect_ack"
+	if !accepted {
+		decision = "collect_stale" // older chunk_seq: acknowledged, ignored
+	}
+	s.decision(slog.LevelDebug, "StreamAudio", decision, start, idAttrs(req)...)
+	return stream.Send(&pb.StreamResponse{Content: &pb.StreamResponse_EndMessage{EndMessage: collectAccepted}})
+}
+
+func (s *service) commitPhase(req *pb.StreamRequest, mime string, stream grpc.ServerStreamingServer[pb.StreamResponse], start time.Time) error {
+	hw, sid := req.GetHardwareId(), req.GetSessionId()
+	buffered, _ := s.collect.peek(hw, sid)
+	// The final transcript is authoritative; the COLLECT snapshot only fills in.
+	prompt := strings.TrimSpace(req.GetPrompt())
+	if prompt == "" {
+		prompt = strings.TrimSpace(buffered.text)
+	}
+	shot := req.GetScreenshot()
+	if shot == "" {
+		shot, mime = buffered.screenshot, buffered.mime
+	}
+	if prompt == "" {
+		return s.refuse(stream.Send, "StreamAudio", req, start, invalid("Empty prompt: the request has no prompt and no collected transcript"))
+	}
+	if s.llm == nil {
+		return s.refuse(stream.Send, "StreamAudio", req, start, &turnError{code: codes.Unavailable, kind: "unavailable", msg: s.llmMissing})
+	}
+	ctx, cancel := context.WithCancelCause(stream.Context())
+	defer cancel(nil)
+	release, aerr := s.adm.admit(hw, sid, cancel)
+	if aerr != nil {
+		return s.refuse(stream.Send, "StreamAudio", req, start, aerr)
+	}
+	defer release()
+	s.collect.drop(hw, sid)
+
+	in := turnInput{hardwareID: hw, sessionID: sid, prompt: prompt, start: start}
+	if shot != "" {
+		in.image = &llm.Image{MIME: mime, Base64: shot}
+	}
+	t := &turn{svc: s, in: in, ctx: ctx, cancel: cancel, send: stream.Send}
+	t.tm.mark(&t.tm.admitted, start)
+	err := t.run()
+	s.logTurn(t, err)
+	if err == nil {
+		return nil
+	}
+	te := classify(ctx, err)
+	if !t.sentAny {
+		return s.sendError(stream.Send, te)
+	}
+	return te.status() // after data: no error_message, no end_message (SPEC §2)
+}
+
+// refuse reports a request refused before any data: one error_message, then
+// the matching status.
+func (s *service) refuse(send func(*pb.StreamResponse) error, method string, req interface {
+	GetHardwareId() string
+	GetSessionId() string
+}, start time.Time, te *turnError) error {
+	s.decision(slog.LevelInfo, method, "reject", start, append(idAttrs(req), slog.String("error_type", te.kind), slog.String("reason", te.msg))...)
+	return s.sendError(send, te)
+}
+
+func (s *service) sendError(send func(*pb.StreamResponse) error, te *turnError) error {
+	_ = send(&pb.StreamResponse{Content: &pb.StreamResponse_ErrorMessage{ErrorMessage: te.msg}})
+	return te.status()
+}
+
+// InterruptSession cancels every running turn of a device.
+func (s *service) InterruptSession(_ context.Context, req *pb.InterruptRequest) (*pb.InterruptResponse, error) {
+	start := s.now()
+	if err := validateHardwareID(req.GetHardwareId(), s.cfg.Limits.MaxIDLength); err != nil {
+		return nil, err.status()
+	}
+	ids := s.adm.interrupt(req.GetHardwareId())
+	s.decision(slog.LevelInfo, "InterruptSession", "interrupt", start, slog.String("hardware_id", shortID(req.GetHardwareId())), slog.Int("cancelled", len(ids)))
+	return &pb.InterruptResponse{Success: true, InterruptedSessions: ids, Message: fmt.Sprintf("interrupted %d session(s)", len(ids))}, nil
+}
+
+// ReportUsage validates client-reported token usage. Recording needs the
+// store, which this version does not have yet, so it answers success=false.
+func (s *service) ReportUsage(_ context.Context, req *pb.UsageRequest) (*pb.UsageResponse, error) {
+	start := s.now()
+	if err := validateHardwareID(req.GetHardwareId(), s.cfg.Limits.MaxIDLength); err != nil {
+		return nil, err.status()
+	}
+	if req.GetInputTokens() < 0 || req.GetOutputTokens() < 0 {
+		return nil, invalid("input_tokens and output_tokens must not be negative").status()
+	}
+	s.decision(slog.LevelInfo, "ReportUsage", "not_recorded", start, slog.String("hardware_id", shortID(req.GetHardwareId())),
+		slog.String("source", req.GetSource()), slog.Int("input_tokens", int(req.GetInputTokens())), slog.Int("output_tokens", int(req.GetOutputTokens())))
+	return &pb.UsageResponse{Success: false, Message: "usage recording is not available on this server version"}, nil
+}
+
+// GenerateWelcomeAudio speaks text for the client: metadata, audio, end_message.
+// The audio is synthesized whole first (bounded by tts.max_welcome_seconds) so
+// the metadata can carry the real duration; the client concatenates it anyway.
+func (s *service) GenerateWelcomeAudio(req *pb.WelcomeRequest, stream grpc.ServerStreamingServer[pb.WelcomeResponse]) error {
+	start := s.now()
+	send := func(msg string) {
+		_ = stream.Send(&pb.WelcomeResponse{Content: &pb.WelcomeResponse_ErrorMessage{ErrorMessage: msg}})
+	}
+	chunks, err := s.welcomeAudio(stream.Context(), req)
+	if err != nil {
+		te := classify(stream.Context(), err)
+		s.decision(slog.LevelWarn, "GenerateWelcomeAudio", "error", start, slog.String("error_type", te.kind), slog.String("error", te.Error()))
+		send(te.msg)
+		return te.status()
+	}
+	total := 0
+	for _, c := range chunks {
+		total += len(c)
+	}
+	meta := &pb.WelcomeMetadata{Method: s.tts.Name(), DurationSec: audio.Duration(total).Seconds(),
+		SampleRate: audio.SampleRate, Channels: audio.Channels, Dtype: audio.DType}
+	if err := stream.Send(&pb.WelcomeResponse{Content: &pb.WelcomeResponse_Metadata{Metadata: meta}}); err != nil {
+		return err
+	}
+	for _, c := range chunks {
+		if err := stream.Send(&pb.WelcomeResponse{Content: &pb.WelcomeResponse_AudioChunk{AudioChunk: audioChunk(c)}}); err != nil {
+			return err
+		}
+	}
+	s.decision(slog.LevelInfo, "GenerateWelcomeAudio", "complete", start, slog.Int("chunks", len(chunks)), slog.Float64("duration_sec", meta.DurationSec))
+	return stream.Send(&pb.WelcomeResponse{Content: &pb.WelcomeResponse_EndMessage{EndMessage: welcomeDone}})
+}
+
+func (s *service) welcomeAudio(ctx context.Context, req *pb.WelcomeRequest) ([][]byte, error) {
+	text := strings.TrimSpace(req.GetText())
+	if text == "" {
+		text = s.cfg.TTS.WelcomeText
+	}
+	if n := utf8.RuneCountInString(text); n > s.cfg.Limits.MaxPromptChars {
+		return nil, invalid("text is %d characters; the limit is %d (limits.max_prompt_chars)", n, s.cfg.Limits.MaxPromptChars)
+	}
+	if len(req.GetSessionId()) > 4*s.cfg.Limits.MaxIDLength || len(req.GetVoice()) > 256 || len(req.GetLanguage()) > 64 {
+		return nil, invalid("session_id, voice or language is too long")
+	}
+	speakable := tts.Speakable(text)
+	if speakable == "" {
+		return nil, invalid("text has nothing speakable in it")
+	}
+	release, aerr := s.adm.acquireSlot()
+	if aerr != nil {
+		return nil, aerr
+	}
+	defer release()
+	r := tts.Request{Text: speakable, Language: req.GetLanguage()}
+	if s.cfg.TTS.HonorClientVoice {
+		r.Voice = req.GetVoice()
+	}
+	pcm, err := s.tts.Synthesize(ctx, r)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errTTS, err)
+	}
+	defer pcm.Close()
+	return readChunks(pcm, s.cfg.TTS.MaxWelcomeSeconds*audio.SampleRate*2)
+}
+
+// readChunks collects a whole PCM stream as wire chunks, up to limit bytes.
+func readChunks(pcm io.Reader, limit int) ([][]byte, error) {
+	var chunks [][]byte
+	total := 0
+	chunker := audio.NewChunker(pcm)
+	for {
+		c, err := chunker.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", errTTS, err)
+		}
+		if total += len(c); total > limit {
+			return nil, invalid("the text is too long to speak at once (over tts.max_welcome_seconds)")
+		}
+		chunks = append(chunks, c)
+	}
+	if len(chunks) == 0 {
+		return nil, fmt.Errorf("%w: the provider returned no audio", errTTS)
+	}
+	return chunks, nil
+}
