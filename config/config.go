@@ -317,8 +317,8 @@ func (c *Config) validateSpeech() error {
 		return keyErr("speech.min_words", "must be at least 1")
 	case s.MinChars < 1:
 		return keyErr("speech.min_chars", "must be at least 1")
-	case s.MaxChars < s.MinChars || s.MaxChars > 2000:
-		return keyErr("speech.max_chars", "%d must be between speech.min_chars and 2000", s.MaxChars)
+	case s.MaxChars < 40 || s.MaxChars < s.MinChars || s.MaxChars > 2000:
+		return keyErr("speech.max_chars", "%d must be between 40 (and at least speech.min_chars) and 2000", s.MaxChars)
 	}
 	return nil
 }

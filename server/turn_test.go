@@ -280,3 +280,31 @@ func TestInterruptSessionCancelsTurns(t *testing.T) {
 		t.Fatalf("InterruptSession(unknown) = %v", err)
 	}
 }
+
+func TestCancelStopsSynthesis(t *testing.T) {
+	fake := llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "Here is a long answer that takes a while to speak."}`}})
+	speech := newSpeechFake(t)
+	speech.hang = true
+	h := startServer(t, testConfig(t, "openai", fake.URL, speech.URL))
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := h.client.StreamAudio(ctx, commitReq(newSession(), "talk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for { // text, then the first audio: synthesis is under way
+		m, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.GetAudioChunk() != nil {
+			break
+		}
+	}
+	cancel()
+	select {
+	case <-speech.gone:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the TTS request was not aborted after the client cancelled")
+	}
+	waitIdle(t, h)
+}
