@@ -187,3 +187,21 @@ func wantErr(t *testing.T, err error, key string) {
 		t.Errorf("error %q does not name %s", err, key)
 	}
 }
+
+// FuzzDecodeTOML: any file content gives a config or an error, never a panic,
+// and an accepted file always validates or names a key.
+func FuzzDecodeTOML(f *testing.F) {
+	data, _ := os.ReadFile(samplePath())
+	f.Add(string(data))
+	f.Add("[llm]\ntimeout = \"5s\"\n")
+	f.Add("[limits]\nmax_concurrent_streams = -1\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		cfg := Default("dev")
+		if err := decodeTOML([]byte(s), &cfg); err != nil {
+			return
+		}
+		if err := cfg.Validate(); err != nil && !strings.Contains(err.Error(), "config: ") {
+			t.Fatalf("validation error without a key: %v", err)
+		}
+	})
+}

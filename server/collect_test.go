@@ -1,0 +1,123 @@
+package server
+
+import (
+	"encoding/base64"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nexy-server/nexy/config"
+	"github.com/nexy-server/nexy/llm/llmtest"
+)
+
+func TestCollectBufferLastWinsAndBounds(t *testing.T) {
+	now := time.Unix(1000, 0)
+	b := newCollectBuffer(time.Minute, 2, 64)
+	b.now = func() time.Time { return now }
+	put := func(sid string, seq int32, text string) (bool, *turnError) {
+		r := collectReq(sid, seq, text)
+		r.HardwareId = "HW"
+		return b.put(r, "")
+	}
+	if ok, err := put("a", 1, "what"); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if ok, _ := put("a", 3, "what time"); !ok {
+		t.Fatal("newer seq refused")
+	}
+	if ok, _ := put("a", 2, "stale"); ok {
+		t.Fatal("older seq accepted")
+	}
+	if ok, _ := put("a", 4, ""); !ok { // present-but-empty text keeps the snapshot
+		t.Fatal("seq 4 refused")
+	}
+	if c, _ := b.peek("HW", "a"); c.text != "what time" || c.seq != 4 {
+		t.Fatalf("peek = %+v", c)
+	}
+	put("b", 1, "second")
+	if _, err := put("c", 1, "third"); err == nil || !strings.Contains(err.msg, "stream_limit_exceeded") {
+		t.Fatalf("entry bound not enforced: %v", err)
+	}
+	if _, err := put("a", 5, strings.Repeat("x", 100)); err == nil {
+		t.Fatal("byte bound not enforced")
+	}
+	// Expiry frees room, and expired data is never handed to a COMMIT.
+	now = now.Add(2 * time.Minute)
+	if _, ok := b.peek("HW", "a"); ok {
+		t.Fatal("expired entry returned")
+	}
+	if ok, err := put("c", 1, "third"); !ok || err != nil {
+		t.Fatalf("after expiry: %v %v", ok, err)
+	}
+	if n, bytes := b.stats(); n != 1 || bytes != len("third") {
+		t.Fatalf("stats = %d entries, %d bytes", n, bytes)
+	}
+	b.drop("HW", "c")
+	if n, bytes := b.stats(); n != 0 || bytes != 0 {
+		t.Fatalf("after drop: %d entries, %d bytes", n, bytes)
+	}
+}
+
+func TestScreenshotMIME(t *testing.T) {
+	png := base64.StdEncoding.EncodeToString([]byte("\x89PNG\r\n\x1a\n" + strings.Repeat("z", 5000)))
+	jpg := base64.StdEncoding.EncodeToString([]byte("\xff\xd8\xff\xe0rest"))
+	for in, want := range map[string]string{webpBase64: "image/webp", png: "image/png", jpg: "image/jpeg"} {
+		if got, err := screenshotMIME(in); err != nil || got != want {
+			t.Errorf("screenshotMIME = %q, %v; want %q", got, err, want)
+		}
+	}
+	bad := png[:4096] + "!!!!" + png[4100:]
+	if _, err := screenshotMIME(bad); err == nil || !strings.Contains(err.msg, "4096") {
+		t.Errorf("bad base64 in the second block: %v", err)
+	}
+}
+
+func FuzzScreenshotMIME(f *testing.F) {
+	f.Add(webpBase64)
+	f.Add("aGVsbG8=")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, s string) {
+		mime, err := screenshotMIME(s)
+		if err == nil && mime == "" {
+			t.Fatal("accepted without a MIME type")
+		}
+		if err == nil {
+			if _, derr := base64.StdEncoding.DecodeString(s); derr != nil {
+				t.Fatalf("accepted invalid base64 %q", s)
+			}
+		}
+	})
+}
+
+func TestMaskerHidesSecrets(t *testing.T) {
+	var out syncBuffer
+	log := NewLogger(&out, config.Log{Level: "debug", Format: "text"}, []string{"generated-secret-123"})
+	log.Info("call failed", "error", "POST https://x/v1?key=abcdef123456: Bearer sk-abcdefghijklmnop rejected generated-secret-123",
+		"api_key", "whatever", "session_id", "keep-me")
+	got := out.String()
+	for _, leaked := range []string{"abcdef123456", "sk-abcdefghijklmnop", "generated-secret-123", "whatever"} {
+		if strings.Contains(got, leaked) {
+			t.Errorf("log leaks %q: %s", leaked, got)
+		}
+	}
+	if !strings.Contains(got, "keep-me") || !strings.Contains(got, "ts=") {
+		t.Errorf("log lost ordinary fields: %s", got)
+	}
+}
+
+func TestIdleTimeoutStopsStalledTurn(t *testing.T) {
+	fake := newStalling(t)
+	cfg := testConfig(t, "openai", fake.URL, newSpeechFake(t).URL)
+	cfg.Limits.IdleTimeout.Duration = 300 * time.Millisecond
+	h := startServer(t, cfg)
+	msgs, err := h.call(t, commitReq(newSession(), "hello"))
+	if len(msgs) != 1 || !strings.Contains(msgs[0].GetErrorMessage(), "stalled") || err == nil {
+		t.Fatalf("stalled turn: %v %v", msgs, err)
+	}
+	<-fake.Disconnected()
+}
+
+// newStalling is an LLM that sends one delta and then nothing.
+func newStalling(t *testing.T) *llmtest.Server {
+	return llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "Hm`, `m"}`}, Hang: true, HangAfter: 2})
+}
