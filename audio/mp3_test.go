@@ -237,3 +237,15 @@ func TestProtectTurnsPanicIntoError(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestMP3DecoderPanicIsError: a 48-byte input found by FuzzDecodeMP3 makes
+// go-mp3 v0.3.4 index out of range while reading the first frame; Decode
+// must report it as an error (kept as a seed in testdata/fuzz/FuzzDecodeMP3).
+func TestMP3DecoderPanicIsError(t *testing.T) {
+	data := []byte("\xff\xf3$000000000000001\xa500000000000000000000000000000")
+	err := decodeErr(t, data, MP3)
+	if err == nil || !strings.Contains(err.Error(), "corrupt stream (decoder panic") {
+		t.Fatalf("got %v, want a decoder-panic error", err)
+	}
+	t.Log(err)
+}

@@ -241,9 +241,6 @@ func (r *resampler) read(dst []float32) int {
 	return n
 }
 
-// done reports whether every output sample has been read after flush.
-func (r *resampler) done() bool { return r.eof && r.nOut >= r.target }
-
 // dot is the FIR inner product. Four accumulators let the CPU overlap the
 // multiply-adds (Go does not vectorise); re-slicing both inputs by the step
 // keeps bounds checks out of the loop. Measured ≈0.25 ns per tap on the build
