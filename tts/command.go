@@ -122,6 +122,7 @@ func (c *Command) Synthesize(ctx context.Context, req Request) (io.ReadCloser, e
 	callCtx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	cmd := exec.CommandContext(callCtx, c.path, c.expand(text, voice)...)
 	cmd.WaitDelay = commandWaitDelay
+	killGroup(cmd)
 	stderr := &tailBuffer{max: commandStderrMax}
 	cmd.Stderr = stderr
 	if c.stdin {

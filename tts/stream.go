@@ -1,0 +1,213 @@
+package tts
+
+// Stream plumbing shared by all providers in this package: the PCM stream
+// every Synthesize returns, its producer bookkeeping, and small helpers.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+)
+
+func randomHex(n int, upper bool) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	s := hex.EncodeToString(b)
+	if upper {
+		return strings.ToUpper(s)
+	}
+	return s
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
+}
+
+// producer tracks a goroutine that feeds encoded audio to a decoder.
+type producer struct {
+	done       chan struct{} // the goroutine has returned
+	settled    chan struct{} // the outcome (err) is final
+	settleOnce sync.Once
+	mu         sync.Mutex
+	err        error
+}
+
+func newProducer() *producer {
+	return &producer{done: make(chan struct{}), settled: make(chan struct{})}
+}
+
+// fail records the producer's own failure before it closes its pipe, so the
+// reader can report the cause rather than the decoder's view of it.
+func (p *producer) fail(err error) {
+	p.mu.Lock()
+	p.err = err
+	p.mu.Unlock()
+	p.settle()
+}
+
+func (p *producer) settle() { p.settleOnce.Do(func() { close(p.settled) }) }
+
+func (p *producer) cause() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.err
+}
+
+// wait blocks until the outcome is known (not until the socket is closed).
+func (p *producer) wait() error {
+	<-p.settled
+	return p.cause()
+}
+
+// pcmStream is the io.ReadCloser every provider returns: decoded 48 kHz PCM
+// plus the teardown of whatever produces the encoded bytes.
+type pcmStream struct {
+	name    string
+	pcm     io.Reader          // audio.Decode output
+	cancel  context.CancelFunc // cancels the per-call context
+	release func()             // unblocks the source (closes pipe/body); may be nil
+	finish  func() error       // waits for the source to end; reports its failure; may be nil
+	cause   func() error       // a failure the source recorded on its own; may be nil
+	gone    <-chan struct{}    // closed when the source's goroutine has returned; may be nil
+
+	finishOnce sync.Once
+	finishErr  error
+	closeOnce  sync.Once
+	mu         sync.Mutex
+	err        error // sticky terminal error returned by Read
+	total      int64 // PCM bytes returned so far
+}
+
+func newPCMStream(name string, pcm io.Reader, cancel context.CancelFunc, release func(), finish, cause func() error) *pcmStream {
+	return &pcmStream{name: name, pcm: pcm, cancel: cancel, release: release, finish: finish, cause: cause}
+}
+
+// Read returns PCM; a provider failure at any point is returned as an error.
+func (s *pcmStream) Read(p []byte) (int, error) {
+	if err := s.sticky(); err != nil {
+		return 0, err
+	}
+	n, err := s.pcm.Read(p)
+	s.total += int64(n)
+	if err == nil {
+		return n, nil
+	}
+	if err == io.EOF {
+		// The decoder drained its input; the source decides whether that
+		// input was complete (exit status, turn.end, body length).
+		if ferr := s.wait(); ferr != nil {
+			err = ferr
+		} else if s.total == 0 {
+			err = fmt.Errorf("tts %s: provider returned no audio", s.name)
+		}
+		s.cancel()
+	} else {
+		err = s.failure(err)
+	}
+	s.mu.Lock()
+	if s.err == nil {
+		s.err = err
+	}
+	err = s.err
+	s.mu.Unlock()
+	return n, err
+}
+
+// failure stops the source after a decoder error and picks the error that
+// explains it best: the source's own failure if it had one first.
+func (s *pcmStream) failure(err error) error {
+	var cause error
+	if s.cause != nil {
+		cause = s.cause()
+	}
+	s.cancel()
+	if s.release != nil {
+		s.release()
+	}
+	s.wait()
+	if cause != nil {
+		return cause
+	}
+	if strings.HasPrefix(err.Error(), "tts ") {
+		return err
+	}
+	return fmt.Errorf("tts %s: %w", s.name, err)
+}
+
+func (s *pcmStream) sticky() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+func (s *pcmStream) wait() error {
+	s.finishOnce.Do(func() {
+		if s.finish != nil {
+			s.finishErr = s.finish()
+		}
+	})
+	return s.finishErr
+}
+
+// Close stops the provider (socket closed, request aborted, process killed)
+// and waits until its goroutines and processes are gone.
+func (s *pcmStream) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		if s.err == nil {
+			s.err = fmt.Errorf("tts %s: stream closed", s.name)
+		}
+		s.mu.Unlock()
+		s.cancel()
+		if s.release != nil {
+			s.release()
+		}
+		s.wait()
+		if s.gone != nil {
+			<-s.gone
+		}
+	})
+	return nil
+}
+
+// timeoutErr names the configured timeout when ctx's deadline caused err.
+func timeoutErr(name string, ctx context.Context, timeout time.Duration, err error) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) && !strings.Contains(err.Error(), "timed out") {
+		return fmt.Errorf("tts %s: timed out after %v: %w", name, timeout, err)
+	}
+	if strings.HasPrefix(err.Error(), "tts ") {
+		return err
+	}
+	return fmt.Errorf("tts %s: %w", name, err)
+}
+
+// capReader passes through at most max bytes and fails beyond that; it also
+// fails a stream that ends without a single byte, so "no audio" is never
+// mistaken for silence.
+type capReader struct {
+	r    io.Reader
+	name string
+	max  int64
+	n    int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if c.n > c.max {
+		return 0, fmt.Errorf("tts %s: audio exceeds %d bytes", c.name, c.max)
+	}
+	if err == io.EOF && c.n == 0 {
+		return 0, fmt.Errorf("tts %s: provider returned no audio", c.name)
+	}
+	return n, err
+}
