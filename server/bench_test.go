@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,4 +58,65 @@ func BenchmarkTurn(b *testing.B) {
 	b.ReportMetric(float64(firstText.Microseconds())/1000/n, "first_text_ms")
 	b.ReportMetric(float64(firstAudio.Microseconds())/1000/n, "first_audio_ms")
 	b.ReportMetric(float64(end.Microseconds())/1000/n, "end_ms")
+}
+
+// BenchmarkConcurrentTurns runs 200 turns at once (one op = one batch) against
+// zero-latency fakes in the same process and reports the spread of time to
+// first audio. The fakes share the CPU with the server, so this is a bound on
+// what the server alone needs.
+//
+//	go test -run '^$' -bench BenchmarkConcurrentTurns -benchtime 5x ./server/
+func BenchmarkConcurrentTurns(b *testing.B) {
+	const concurrent = 200
+	fake := llmtest.NewOpenAI(b, llmtest.Script{Deltas: actionReply})
+	speech := newSpeechFake(b)
+	cfg := testConfig(b, "openai", fake.URL, speech.URL)
+	cfg.Log.Level = "warn"
+	cfg.Limits.MaxConcurrentStreams = concurrent
+	h := startServer(b, cfg)
+	var all []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		firsts := make([]time.Duration, concurrent)
+		var wg sync.WaitGroup
+		for j := 0; j < concurrent; j++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				firsts[j] = oneTurn(b, h)
+			}()
+		}
+		wg.Wait()
+		all = append(all, firsts...)
+	}
+	b.StopTimer()
+	slices.Sort(all)
+	pct := func(p float64) float64 { return float64(all[int(p*float64(len(all)-1))].Microseconds()) / 1000 }
+	b.ReportMetric(pct(0.50), "first_audio_p50_ms")
+	b.ReportMetric(pct(0.95), "first_audio_p95_ms")
+	b.ReportMetric(float64(concurrent*b.N)/b.Elapsed().Seconds(), "turns/s")
+}
+
+// oneTurn runs a turn to its end and returns the time to its first audio chunk.
+func oneTurn(b *testing.B, h *harness) time.Duration {
+	start := time.Now()
+	stream, err := h.client.StreamAudio(context.Background(), commitReq(newSession(), "open safari"))
+	if err != nil {
+		b.Error(err)
+		return 0
+	}
+	var first time.Duration
+	for {
+		m, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return first
+		}
+		if err != nil {
+			b.Error(err)
+			return first
+		}
+		if first == 0 && m.GetAudioChunk() != nil {
+			first = time.Since(start)
+		}
+	}
 }
