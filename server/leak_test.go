@@ -1,0 +1,81 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/nexy-server/nexy/llm/llmtest"
+	pb "github.com/nexy-server/nexy/proto"
+)
+
+// TestNoGoroutineOutlivesItsTurns runs finished, cancelled and interrupted
+// turns, stops the server, and checks that every goroutine it started is gone.
+func TestNoGoroutineOutlivesItsTurns(t *testing.T) {
+	fake := llmtest.NewOpenAI(t, hangingScript(), hangingScript(), llmtest.Script{Deltas: actionReply})
+	speech := newSpeechFake(t)
+	cfg := testConfig(t, "openai", fake.URL, speech.URL)
+	base := runtime.NumGoroutine()
+
+	srv, err := New(cfg, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	conn, err := grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{srv: srv, client: pb.NewStreamingServiceClient(conn)}
+
+	cancel := startHanging(t, h, newSession()) // cancelled by the client
+	cancel()
+	startHanging(t, h, newSession()) // interrupted
+	if r, err := h.client.InterruptSession(context.Background(), &pb.InterruptRequest{HardwareId: testHW}); err != nil || len(r.GetInterruptedSessions()) != 1 {
+		t.Fatalf("interrupt: %v %v", r, err)
+	}
+	msgs, err := h.call(t, commitReq(newSession(), "open safari")) // completes
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAnswer(t, msgs)
+
+	conn.Close()
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Pooled keep-alive connections to the fakes are not turns; drop them.
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > base {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			n := runtime.Stack(buf, true)
+			t.Fatalf("%d goroutines left (baseline %d):\n%s", runtime.NumGoroutine(), base, stacksOf(string(buf[:n]), "nexy-server"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// stacksOf keeps the goroutine dumps that mention pkg.
+func stacksOf(dump, pkg string) string {
+	var keep []string
+	for _, g := range strings.Split(dump, "\n\n") {
+		if strings.Contains(g, pkg) {
+			keep = append(keep, g)
+		}
+	}
+	return strings.Join(keep, "\n\n")
+}
