@@ -41,6 +41,7 @@ func TestNoGoroutineOutlivesItsTurns(t *testing.T) {
 
 	cancel := startHanging(t, h, newSession()) // cancelled by the client
 	cancel()
+	waitIdle(t, h)
 	startHanging(t, h, newSession()) // interrupted
 	if r, err := h.client.InterruptSession(context.Background(), &pb.InterruptRequest{HardwareId: testHW}); err != nil || len(r.GetInterruptedSessions()) != 1 {
 		t.Fatalf("interrupt: %v %v", r, err)
