@@ -80,3 +80,41 @@ func stacksOf(dump, pkg string) string {
 	}
 	return strings.Join(keep, "\n\n")
 }
+
+// TestShutdownCancelsAfterGrace: a turn still running when the grace period
+// ends is cancelled, its LLM request aborted, and Serve returns.
+func TestShutdownCancelsAfterGrace(t *testing.T) {
+	fake := llmtest.NewOpenAI(t, hangingScript())
+	cfg := testConfig(t, "openai", fake.URL, newSpeechFake(t).URL)
+	cfg.Limits.GracePeriod.Duration = 100 * time.Millisecond
+	srv, err := New(cfg, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	conn, err := grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	h := &harness{srv: srv, client: pb.NewStreamingServiceClient(conn)}
+	startHanging(t, h, newSession())
+	stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after the grace period")
+	}
+	<-fake.Disconnected()
+	if n := srv.svc.adm.running(); n != 0 {
+		t.Fatalf("%d turns still hold a slot", n)
+	}
+}
