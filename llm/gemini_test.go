@@ -3,6 +3,8 @@ package llm_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -17,9 +19,22 @@ import (
 	"github.com/nexy-server/nexy/llm/llmtest"
 )
 
+// Keys are generated per run (no secret-shaped literal lives in the repo) but
+// keep the providers' real shapes, so key scrubbing is tested on them.
+var (
+	testGeminiKey = "AIza" + randomKey(35)
+	testOpenAIKey = "sk-test-" + randomKey(16)
+)
+
+func randomKey(n int) string {
+	b := make([]byte, (n+1)/2)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)[:n]
+}
+
 const (
-	testGeminiKey = "AIzaSyD-test-key-0123456789abcdefghijk"
-	testOpenAIKey = "sk-test-0123456789abcdef"
 	// testWebP is a 1x1 WebP, base64: the providers must pass it through untouched.
 	testWebP = "UklGRiQAAABXRUJQVlA4IBgAAAAwAQCdASoBAAEAAwA0JaQAA3AA/vuUAAA="
 )
