@@ -4,7 +4,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
+
+// chunkPool recycles chunk buffers: every turn sends ~100 KiB of audio per
+// second of speech, and without reuse each chunk is garbage once sent.
+var chunkPool = sync.Pool{New: func() any { b := make([]byte, MaxChunkBytes); return &b }}
+
+// Recycle gives a chunk returned by Next back for reuse. Call it only when
+// nothing refers to the chunk any more (e.g. after the gRPC Send returned,
+// which has serialized it); never recycling is also correct.
+func Recycle(chunk []byte) {
+	if cap(chunk) != MaxChunkBytes {
+		return
+	}
+	chunk = chunk[:MaxChunkBytes]
+	chunkPool.Put(&chunk)
+}
 
 // Chunker cuts a PCM stream into wire chunks.
 type Chunker struct {
@@ -23,8 +39,8 @@ func NewChunker(r io.Reader) *Chunker {
 // Next returns the next chunk: even length, 1..MaxChunkBytes bytes, sent as soon as data is
 // available (does not wait to fill 4096 bytes when the source pauses); io.EOF at the end. A
 // trailing odd byte at EOF is dropped (half a sample is never sent). The returned slice is
-// newly allocated and owned by the caller. Errors of the reader other than io.EOF are
-// returned wrapped, after the data read before them.
+// owned by the caller (it may come from the pool fed by Recycle; it is never shared).
+// Errors of the reader other than io.EOF are returned wrapped, after the data read before them.
 func (c *Chunker) Next() ([]byte, error) {
 	buf := c.buf
 	n := copy(buf, c.odd)
@@ -46,7 +62,8 @@ func (c *Chunker) Next() ([]byte, error) {
 	}
 	if even := n &^ 1; even > 0 {
 		c.odd = append(c.odd, buf[even:n]...)
-		return append([]byte(nil), buf[:even]...), nil
+		out := *chunkPool.Get().(*[]byte)
+		return out[:copy(out, buf[:even])], nil
 	}
 	// Here n < 2 and the reader has failed or ended; a lone byte is dropped.
 	if errors.Is(c.err, io.EOF) {

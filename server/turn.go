@@ -238,9 +238,12 @@ func (t *turn) stream(job *speechJob) error {
 	t.segments++
 	for chunk := range job.audio {
 		if audio.IsSilent(chunk) {
+			audio.Recycle(chunk)
 			continue // the client drops all-zero chunks; do not spend bandwidth on them
 		}
-		if err := t.send(audioResponse(chunk)); err != nil {
+		err := t.send(audioResponse(chunk))
+		audio.Recycle(chunk) // Send has serialized it
+		if err != nil {
 			return err
 		}
 		t.chunks++
