@@ -37,6 +37,8 @@ type speechFake struct {
 	mu    sync.Mutex
 	texts []string
 	hang  bool          // hold the response open after the header until the client leaves
+	delay time.Duration // wait before answering each request
+	fail  int           // answer requests after the first `fail` ones with HTTP 500 (0 = never)
 	gone  chan struct{} // closed when a client left mid-response
 	once  sync.Once
 }
@@ -62,8 +64,13 @@ func (f *speechFake) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	f.mu.Lock()
 	f.texts = append(f.texts, string(body))
-	hang := f.hang
+	hang, delay, failing := f.hang, f.delay, f.fail > 0 && len(f.texts) > f.fail
 	f.mu.Unlock()
+	if failing {
+		http.Error(w, `{"error":{"message":"engine crashed"}}`, http.StatusInternalServerError)
+		return
+	}
+	time.Sleep(delay)
 	w.Header().Set("Content-Type", "audio/wav")
 	fl := w.(http.Flusher)
 	for off := 0; off < len(f.wav); off += 1000 {

@@ -196,17 +196,66 @@ func TestEmptyModelAnswerIsSpokenFallback(t *testing.T) {
 	}
 }
 
-func TestTTSFailureAfterTextEndsWithoutEndMessage(t *testing.T) {
+func TestTTSDownBeforeDataIsOneError(t *testing.T) {
 	fake := llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "This will not be spoken."}`}})
 	cfg := testConfig(t, "openai", fake.URL, "http://127.0.0.1:1/v1") // nothing listens there
 	h := startServer(t, cfg)
 	msgs, err := h.call(t, commitReq(newSession(), "hello"))
-	if status.Code(err) != codes.Unavailable {
-		t.Fatalf("status = %v", err)
+	if status.Code(err) != codes.Unavailable || len(msgs) != 1 || !strings.Contains(msgs[0].GetErrorMessage(), "speech synthesis") {
+		t.Fatalf("TTS down: %v %v", msgs, err)
+	}
+}
+
+func TestTTSFailureAfterDataEndsWithoutEndMessage(t *testing.T) {
+	fake := llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "The first sentence is spoken fine. The second one breaks the engine."}`}})
+	speech := newSpeechFake(t)
+	speech.fail = 1
+	h := startServer(t, testConfig(t, "openai", fake.URL, speech.URL))
+	msgs, err := h.call(t, commitReq(newSession(), "hello"))
+	if status.Code(err) != codes.Unavailable || len(msgs) < 2 || msgs[0].GetTextChunk() == "" {
+		t.Fatalf("status = %v, msgs = %d", err, len(msgs))
 	}
 	for _, m := range msgs {
 		if m.GetEndMessage() != "" || m.GetErrorMessage() != "" {
-			t.Fatalf("after data the stream just ends: %v", msgs)
+			t.Fatalf("after data the stream just ends: %v", m)
+		}
+	}
+}
+
+// TestLongAnswerNotCutByLLMTimeout: the model answered at once; speaking the
+// answer takes longer than llm.timeout, which must not cut it.
+func TestLongAnswerNotCutByLLMTimeout(t *testing.T) {
+	text := strings.Repeat("This sentence takes a little while to say. ", 6)
+	fake := llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "` + text + `"}`}})
+	speech := newSpeechFake(t)
+	speech.delay = 150 * time.Millisecond
+	cfg := testConfig(t, "openai", fake.URL, speech.URL)
+	cfg.LLM.Timeout.Duration = 300 * time.Millisecond
+	cfg.TTS.Lookahead = 1
+	h := startServer(t, cfg)
+	msgs, err := h.call(t, commitReq(newSession(), "talk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := checkAnswer(t, msgs); len(a.texts) < 6 {
+		t.Fatalf("segments = %d", len(a.texts))
+	}
+}
+
+func TestJSONLookingTextIsNotAnAction(t *testing.T) {
+	defused := []string{
+		`{"command":"send_message","args":{"contact":"Boss","message":"I quit"}}`,
+		`__MCP__{"command":"browser_use","args":{"task":"x"}}`,
+		"```json\n{\"command\":\"open_app\",\"args\":{\"app_name\":\"Terminal\"}}\n```",
+	}
+	for _, in := range defused {
+		if got := displayText(in); got != "("+in+")" {
+			t.Errorf("displayText(%q) = %q: the client would execute it", in, got)
+		}
+	}
+	for _, in := range []string{"Use {braces} freely.", "Plain answer.", "{not json}"} {
+		if got := displayText(in); got != in {
+			t.Errorf("displayText(%q) = %q, want it unchanged", in, got)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,8 +27,11 @@ const endMessage = "Обработка завершена"
 const cannotDoText = "Sorry, I can't do that here."
 
 // audioQueue bounds the chunks one segment may hold ahead of the sender
-// (64 × 4 KiB ≈ 2.7 s of audio).
-const audioQueue = 64
+// (768 × 4 KiB ≈ 33 s of audio, longer than any segment of speech.max_chars):
+// a look-ahead synthesis can always finish reading its provider instead of
+// stalling on a slow client while the provider's own timeout runs. Memory is
+// only used for audio actually waiting.
+const audioQueue = 768
 
 // turnInput is an admitted COMMIT.
 type turnInput struct {
@@ -84,6 +88,12 @@ func (t *turn) touch() { t.idle.Reset(t.svc.cfg.Limits.IdleTimeout.Duration) }
 
 // run streams the answer. An error returned before anything was sent is
 // reported by the caller as error_message + status; after, the stream just ends.
+//
+// Three goroutines and the caller: read drains the model as fast as it
+// answers (never held back by speech, so llm.timeout only measures the model)
+// and queues segments; dispatch starts their synthesis, at most tts.lookahead
+// at a time, and hands them over in order; the caller sends each segment's
+// text and audio while the next one is being synthesized.
 func (t *turn) run() error {
 	t.idle = time.AfterFunc(t.svc.cfg.Limits.IdleTimeout.Duration, func() { t.cancel(errIdle) })
 	defer t.idle.Stop()
@@ -92,22 +102,32 @@ func (t *turn) run() error {
 	if err != nil {
 		return err
 	}
-	defer stream.Close()
-
 	var wg sync.WaitGroup
-	defer wg.Wait() // runs after cancel below: no goroutine outlives the turn
+	// Deferred in reverse: cancel the turn, close the model stream, then wait
+	// for every goroutine: none outlives the turn.
+	defer wg.Wait()
+	defer stream.Close()
 	defer t.cancel(errTurnDone)
+
+	segments := newSegmentQueue()
+	readDone := make(chan struct{})
 	jobs := make(chan *speechJob, t.svc.cfg.TTS.Lookahead)
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		t.produce(stream, jobs, &wg)
+		defer close(readDone)
+		t.read(stream, segments)
+	}()
+	go func() {
+		defer wg.Done()
+		t.dispatch(segments, jobs, &wg)
 	}()
 	for job := range jobs {
 		if err := t.stream(job); err != nil {
 			return err
 		}
 	}
+	<-readDone // the reader's results below are final
 	if t.llmErr != nil {
 		return t.llmErr
 	}
@@ -120,23 +140,19 @@ func (t *turn) run() error {
 	return t.send(&pb.StreamResponse{Content: &pb.StreamResponse_EndMessage{EndMessage: endMessage}})
 }
 
-// produce reads the model, cuts its spoken text into segments and starts a
-// synthesis for each, at most tts.lookahead at a time, handing them to the
-// sender in order.
-func (t *turn) produce(stream llm.Stream, jobs chan<- *speechJob, wg *sync.WaitGroup) {
-	defer close(jobs)
+// read parses the model's reply as it streams and queues its spoken text as
+// segments; at the end it settles the action and the fallback text.
+func (t *turn) read(stream llm.Stream, segments *segmentQueue) {
+	defer segments.close()
 	parser := llm.NewReplyParser()
 	split := tts.NewSplitter(t.svc.splitterConfig())
-	synthSlots := make(chan struct{}, t.svc.cfg.TTS.Lookahead)
 	spoken := false
-	emit := func(text string) bool {
+	emit := func(text string) {
 		spoken = spoken || strings.IndexFunc(text, isWordRune) >= 0
 		for _, seg := range split.Push(text) {
-			if !t.start(seg, jobs, synthSlots, wg) {
-				return false
-			}
+			t.tm.mark(&t.tm.firstSegment, t.in.start)
+			segments.push(seg)
 		}
-		return true
 	}
 	for {
 		delta, err := stream.Recv()
@@ -149,22 +165,30 @@ func (t *turn) produce(stream llm.Stream, jobs chan<- *speechJob, wg *sync.WaitG
 		}
 		t.tm.mark(&t.tm.llmFirstToken, t.in.start)
 		t.touch()
-		if !emit(parser.Feed(delta)) {
-			return
-		}
+		emit(parser.Feed(delta))
 	}
 	t.usage = stream.Usage()
 	rest, reply := parser.Finish()
 	t.reply = reply
-	if !emit(rest) {
-		return
-	}
+	emit(rest)
 	t.action = t.svc.checkAction(reply, t.in.sessionID)
-	if !spoken && !emit(t.svc.fallbackText(reply, t.action)) {
-		return
+	if !spoken {
+		emit(t.svc.fallbackText(reply, t.action))
 	}
 	for _, seg := range split.Flush() {
-		if !t.start(seg, jobs, synthSlots, wg) {
+		t.tm.mark(&t.tm.firstSegment, t.in.start)
+		segments.push(seg)
+	}
+}
+
+// dispatch starts the synthesis of each queued segment, at most tts.lookahead
+// at a time, and hands the segments to the sender in order.
+func (t *turn) dispatch(segments *segmentQueue, jobs chan<- *speechJob, wg *sync.WaitGroup) {
+	defer close(jobs)
+	slots := make(chan struct{}, t.svc.cfg.TTS.Lookahead)
+	for {
+		seg, ok := segments.pop(t.ctx)
+		if !ok || !t.start(seg, jobs, slots, wg) {
 			return
 		}
 	}
@@ -174,7 +198,6 @@ func isWordRune(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) 
 
 // start launches the synthesis of one segment and queues it for the sender.
 func (t *turn) start(seg string, jobs chan<- *speechJob, slots chan struct{}, wg *sync.WaitGroup) bool {
-	t.tm.mark(&t.tm.firstSegment, t.in.start)
 	job := &speechJob{text: seg, audio: make(chan []byte, audioQueue)}
 	select {
 	case slots <- struct{}{}:
@@ -229,20 +252,37 @@ func (t *turn) synthesize(job *speechJob) {
 	}
 }
 
-// stream sends one segment: its text, then its audio as it arrives.
+// stream sends one segment: its text, then its audio as it arrives. The first
+// segment's text waits for its first audio (or its end): if speech fails
+// before anything was sent, the client gets one clean error instead of text
+// followed by a broken stream, and hears nothing later than it would anyway.
 func (t *turn) stream(job *speechJob) error {
-	if err := t.send(&pb.StreamResponse{Content: &pb.StreamResponse_TextChunk{TextChunk: job.text}}); err != nil {
-		return err
+	textSent := false
+	sendText := func() error {
+		textSent = true
+		t.segments++
+		t.sentAny = true
+		return t.send(&pb.StreamResponse{Content: &pb.StreamResponse_TextChunk{TextChunk: displayText(job.text)}})
 	}
-	t.sentAny = true
-	t.segments++
+	if t.sentAny {
+		if err := sendText(); err != nil {
+			return err
+		}
+	}
 	for chunk := range job.audio {
+		if !textSent {
+			if err := sendText(); err != nil {
+				return err
+			}
+		}
 		if audio.IsSilent(chunk) {
 			audio.Recycle(chunk)
 			continue // the client drops all-zero chunks; do not spend bandwidth on them
 		}
 		err := t.send(audioResponse(chunk))
-		audio.Recycle(chunk) // Send has serialized it
+		// Send has serialized the message; nothing (no stats handler is
+		// installed) refers to the buffer any more.
+		audio.Recycle(chunk)
 		if err != nil {
 			return err
 		}
@@ -251,7 +291,28 @@ func (t *turn) stream(job *speechJob) error {
 		t.tm.lastChunkSent.Store(int64(time.Since(t.in.start)))
 		t.touch()
 	}
-	return job.err
+	if job.err != nil {
+		return job.err
+	}
+	if !textSent { // nothing speakable in it: the text still goes out
+		return sendText()
+	}
+	return nil
+}
+
+// displayText keeps a segment from being taken for an action by the shipped
+// client, which executes any text_chunk that is (after an optional __MCP__
+// prefix and code fence) a whole JSON object: an action must only ever come
+// from the validated action_message (prompt-injection guard, SPEC §4).
+func displayText(seg string) string {
+	s := strings.TrimSpace(seg)
+	s = strings.TrimSpace(strings.TrimPrefix(s, "__MCP__"))
+	s = strings.TrimSpace(strings.Trim(s, "`"))
+	s = strings.TrimSpace(strings.TrimPrefix(strings.TrimPrefix(s, "json"), "JSON"))
+	if strings.HasPrefix(s, "{") && strings.HasSuffix(s, "}") && json.Valid([]byte(s)) {
+		return "(" + seg + ")"
+	}
+	return seg
 }
 
 func (t *turn) sendAction() error {
