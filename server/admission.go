@@ -19,14 +19,13 @@ type admission struct {
 	burst    float64
 	now      func() time.Time
 	mu       sync.Mutex
-	active   map[string]*activeTurn // by session_id: single-flight
-	buckets  map[string]*bucket     // by hardware_id
+	active   map[collectKey]*activeTurn // by (hardware_id, session_id): single-flight
+	buckets  map[string]*bucket         // by hardware_id
 	draining bool
 }
 
 type activeTurn struct {
-	hardwareID string
-	cancel     context.CancelCauseFunc
+	cancel context.CancelCauseFunc
 }
 
 // bucket is a token bucket limiting how fast one device starts turns.
@@ -41,7 +40,7 @@ const maxBuckets = 4096
 func newAdmission(maxStreams int, ratePerSecond float64) *admission {
 	return &admission{
 		slots: make(chan struct{}, maxStreams), rate: ratePerSecond, burst: math.Max(1, math.Ceil(2*ratePerSecond)),
-		now: time.Now, active: map[string]*activeTurn{}, buckets: map[string]*bucket{},
+		now: time.Now, active: map[collectKey]*activeTurn{}, buckets: map[string]*bucket{},
 	}
 }
 
@@ -58,23 +57,28 @@ func (a *admission) admit(hardwareID, sessionID string, cancel context.CancelCau
 	if a.draining {
 		return nil, &turnError{code: codes.Unavailable, kind: "unavailable", msg: "server is shutting down, please retry"}
 	}
-	if _, busy := a.active[sessionID]; busy {
-		return nil, exhausted("concurrent_request", "a turn for session_id=%s is already in progress (RESOURCE_EXHAUSTED: one turn per session at a time)", sessionID)
+	key := collectKey{hardwareID, sessionID}
+	if _, busy := a.active[key]; busy {
+		// Not a taxonomy type of its own (SPEC §3 step 2): counted as a stream
+		// limit, and the message says what happened.
+		return nil, exhausted("stream_limit_exceeded", "a turn for session_id=%s is already in progress; one turn per session at a time", sessionID)
 	}
-	if !a.takeTokenLocked(hardwareID) {
-		return nil, exhausted("rate_limit_exceeded", "this device may start at most %g turns per second; slow down and retry", a.rate)
-	}
+	// Take the slot before the rate token, so a refused turn costs no token.
 	select {
 	case a.slots <- struct{}{}:
 	default:
 		return nil, exhausted("stream_limit_exceeded", "maximum concurrent streams (%d) reached; retry in a minute", cap(a.slots))
 	}
-	a.active[sessionID] = &activeTurn{hardwareID: hardwareID, cancel: cancel}
+	if !a.takeTokenLocked(hardwareID) {
+		<-a.slots
+		return nil, exhausted("rate_limit_exceeded", "this device may start at most %g turns per second; slow down and retry", a.rate)
+	}
+	a.active[key] = &activeTurn{cancel: cancel}
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			a.mu.Lock()
-			delete(a.active, sessionID)
+			delete(a.active, key)
 			a.mu.Unlock()
 			<-a.slots
 		})
@@ -129,10 +133,10 @@ func (a *admission) interrupt(hardwareID string) []string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var ids []string
-	for sid, t := range a.active {
-		if t.hardwareID == hardwareID {
+	for key, t := range a.active {
+		if key.hardwareID == hardwareID {
 			t.cancel(errInterrupted)
-			ids = append(ids, sid)
+			ids = append(ids, key.sessionID)
 		}
 	}
 	sort.Strings(ids)

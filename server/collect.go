@@ -1,8 +1,6 @@
 package server
 
 import (
-	"google.golang.org/grpc/codes"
-
 	"sync"
 	"time"
 
@@ -13,9 +11,13 @@ import (
 type collectKey struct{ hardwareID, sessionID string }
 
 // collected is what COLLECT requests buffered for a session: the latest full
-// interim transcript (a snapshot, last-wins by chunk_seq) and the last screenshot.
+// interim transcript (a snapshot, last-wins by chunk_seq) and the latest
+// screenshot. The client numbers text and screenshot COLLECTs with one
+// counter but sends them as separate RPCs that may overtake each other, so
+// each field keeps the sequence number it was last set with.
 type collected struct {
-	seq        int32
+	textSeq    int32
+	shotSeq    int32
 	text       string
 	screenshot string
 	mime       string // of screenshot
@@ -42,44 +44,66 @@ func newCollectBuffer(ttl time.Duration, maxEntries, maxBytes int) *collectBuffe
 	return &collectBuffer{ttl: ttl, maxEntries: maxEntries, maxBytes: maxBytes, now: time.Now, entries: map[collectKey]*collected{}}
 }
 
-// put stores a COLLECT request. It reports whether the request was newer than
-// what is buffered (an older chunk_seq is acknowledged and ignored), and
-// refuses new data when the buffer is full.
+// put stores a COLLECT request. It reports whether the request brought
+// anything newer than what is buffered (an older chunk_seq is acknowledged
+// and ignored), and refuses new data when the buffer is full.
 func (b *collectBuffer) put(req *pb.StreamRequest, mime string) (accepted bool, err *turnError) {
 	key := collectKey{req.GetHardwareId(), req.GetSessionId()}
 	now := b.now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.sweepLocked(now, false)
-	old := b.entries[key]
-	if old != nil && req.GetChunkSeq() <= old.seq {
+	old := b.liveLocked(key, now)
+	next := collected{textSeq: -1, shotSeq: -1}
+	if old != nil {
+		next = *old
+	}
+	seq := req.GetChunkSeq()
+	// Present-but-empty optional strings mean "nothing new" (SPEC §2).
+	if t := req.GetChunkText(); t != "" && seq > next.textSeq {
+		next.text, next.textSeq, accepted = t, seq, true
+	}
+	if s := req.GetScreenshot(); s != "" && seq > next.shotSeq {
+		next.screenshot, next.mime, next.shotSeq, accepted = s, mime, seq, true
+	}
+	if !accepted {
 		return false, nil
 	}
-	next := &collected{seq: req.GetChunkSeq(), updated: now}
-	if old != nil {
-		*next = collected{seq: req.GetChunkSeq(), text: old.text, screenshot: old.screenshot, mime: old.mime, updated: now}
-	}
-	// Present-but-empty optional strings mean "nothing new" (SPEC §2).
-	if t := req.GetChunkText(); t != "" {
-		next.text = t
-	}
-	if s := req.GetScreenshot(); s != "" {
-		next.screenshot, next.mime = s, mime
-	}
+	next.updated = now
 	grow := next.size()
 	if old != nil {
 		grow -= old.size()
 	}
-	if old == nil && len(b.entries) >= b.maxEntries || b.bytes+grow > b.maxBytes {
-		b.sweepLocked(now, true)
-		if old == nil && len(b.entries) >= b.maxEntries || b.bytes+grow > b.maxBytes {
-			return false, &turnError{code: codes.ResourceExhausted, kind: "stream_limit_exceeded",
-				msg: "stream_limit_exceeded: too many utterances are being collected right now, please retry"}
-		}
+	if !b.roomLocked(old == nil, grow, now) {
+		return false, exhausted("stream_limit_exceeded", "too many utterances are being collected right now, please retry")
 	}
-	b.entries[key] = next
+	b.entries[key] = &next
 	b.bytes += grow
 	return true, nil
+}
+
+// liveLocked returns the entry of key, forgetting it first if it expired: stale
+// data is never merged into a new utterance.
+func (b *collectBuffer) liveLocked(key collectKey, now time.Time) *collected {
+	c, ok := b.entries[key]
+	if ok && now.Sub(c.updated) > b.ttl {
+		b.bytes -= c.size()
+		delete(b.entries, key)
+		return nil
+	}
+	return c
+}
+
+// roomLocked reports whether an entry (new or not) may grow by grow bytes,
+// sweeping expired entries once if it is tight. The sweep cannot remove the
+// entry being updated: liveLocked just confirmed it is not expired.
+func (b *collectBuffer) roomLocked(isNew bool, grow int, now time.Time) bool {
+	fits := func() bool { return (!isNew || len(b.entries) < b.maxEntries) && b.bytes+grow <= b.maxBytes }
+	if fits() {
+		return true
+	}
+	b.sweepLocked(now, true)
+	return fits()
 }
 
 // peek returns the buffered data of a session without consuming it, so a
@@ -88,7 +112,7 @@ func (b *collectBuffer) peek(hardwareID, sessionID string) (collected, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	c, ok := b.entries[collectKey{hardwareID, sessionID}]
-	if !ok || b.now().Sub(c.updated) > b.ttl {
+	if !ok || b.now().Sub(c.updated) > b.ttl || c.text == "" && c.screenshot == "" {
 		return collected{}, false
 	}
 	return *c, true

@@ -28,10 +28,10 @@ func TestCollectBufferLastWinsAndBounds(t *testing.T) {
 	if ok, _ := put("a", 2, "stale"); ok {
 		t.Fatal("older seq accepted")
 	}
-	if ok, _ := put("a", 4, ""); !ok { // present-but-empty text keeps the snapshot
-		t.Fatal("seq 4 refused")
+	if ok, _ := put("a", 4, ""); ok { // present-but-empty text brings nothing new
+		t.Fatal("empty text accepted as new")
 	}
-	if c, _ := b.peek("HW", "a"); c.text != "what time" || c.seq != 4 {
+	if c, _ := b.peek("HW", "a"); c.text != "what time" || c.textSeq != 3 {
 		t.Fatalf("peek = %+v", c)
 	}
 	put("b", 1, "second")
@@ -49,12 +49,64 @@ func TestCollectBufferLastWinsAndBounds(t *testing.T) {
 	if ok, err := put("c", 1, "third"); !ok || err != nil {
 		t.Fatalf("after expiry: %v %v", ok, err)
 	}
+	if _, err := put("a", 9, "back after expiry"); err != nil { // expired "a" is not merged
+		t.Fatal(err)
+	}
+	if c, _ := b.peek("HW", "a"); c.text != "back after expiry" || c.screenshot != "" {
+		t.Fatalf("expired data merged: %+v", c)
+	}
+	b.drop("HW", "a")
 	if n, bytes := b.stats(); n != 1 || bytes != len("third") {
 		t.Fatalf("stats = %d entries, %d bytes", n, bytes)
 	}
 	b.drop("HW", "c")
 	if n, bytes := b.stats(); n != 0 || bytes != 0 {
 		t.Fatalf("after drop: %d entries, %d bytes", n, bytes)
+	}
+}
+
+// TestCollectAccountingUnderExpiry is the reviewer's drift scenario: an
+// expired entry updated while the buffer is full must not be counted twice.
+func TestCollectAccountingUnderExpiry(t *testing.T) {
+	now := time.Unix(1000, 0)
+	b := newCollectBuffer(time.Minute, 10, 64)
+	b.now = func() time.Time { return now }
+	put := func(sid string, seq int32, text string) *turnError {
+		r := collectReq(sid, seq, text)
+		r.HardwareId = "HW"
+		_, err := b.put(r, "")
+		return err
+	}
+	put("a", 1, strings.Repeat("a", 30))
+	put("b", 1, strings.Repeat("b", 30))
+	now = now.Add(61 * time.Second)
+	if err := put("a", 2, strings.Repeat("c", 35)); err != nil {
+		t.Fatal(err)
+	}
+	if _, bytes := b.stats(); bytes != 35 {
+		t.Fatalf("bytes = %d, want 35", bytes)
+	}
+	b.drop("HW", "a")
+	if n, bytes := b.stats(); n != 0 || bytes != 0 {
+		t.Fatalf("after drop: %d entries, %d bytes", n, bytes)
+	}
+}
+
+// TestCollectScreenshotAndTextOrdered separately: a screenshot COLLECT that
+// arrives after a newer text COLLECT still counts.
+func TestCollectScreenshotAndTextOrderedSeparately(t *testing.T) {
+	b := newCollectBuffer(time.Minute, 10, 1<<20)
+	text := collectReq("s", 3, "what is this")
+	shot := collectReq("s", 2, "")
+	shot.Screenshot = ptr(webpBase64)
+	if ok, _ := b.put(text, ""); !ok {
+		t.Fatal("text refused")
+	}
+	if ok, _ := b.put(shot, "image/webp"); !ok {
+		t.Fatal("older-numbered screenshot dropped although no screenshot was buffered")
+	}
+	if c, _ := b.peek(testHW, "s"); c.text != "what is this" || c.screenshot != webpBase64 || c.mime != "image/webp" {
+		t.Fatalf("peek = %+v", c)
 	}
 }
 

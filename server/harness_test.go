@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -32,15 +33,15 @@ func testKey(t testing.TB) string {
 // speechFake is a local OpenAI-compatible /v1/audio/speech server that streams
 // a recorded WAV (espeak-ng output) in small pieces, like a real server.
 type speechFake struct {
-	URL   string
-	wav   []byte
-	mu    sync.Mutex
-	texts []string
-	hang  bool          // hold the response open after the header until the client leaves
-	delay time.Duration // wait before answering each request
-	fail  int           // answer requests after the first `fail` ones with HTTP 500 (0 = never)
-	gone  chan struct{} // closed when a client left mid-response
-	once  sync.Once
+	URL    string
+	wav    []byte
+	mu     sync.Mutex
+	texts  []string
+	hang   bool          // hold the response open after the header until the client leaves
+	delay  time.Duration // wait before answering each request
+	failOn string        // answer requests whose body contains this with HTTP 500 ("" = never)
+	gone   chan struct{} // closed when a client left mid-response
+	once   sync.Once
 }
 
 func newSpeechFake(t testing.TB) *speechFake {
@@ -64,7 +65,7 @@ func (f *speechFake) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	f.mu.Lock()
 	f.texts = append(f.texts, string(body))
-	hang, delay, failing := f.hang, f.delay, f.fail > 0 && len(f.texts) > f.fail
+	hang, delay, failing := f.hang, f.delay, f.failOn != "" && strings.Contains(string(body), f.failOn)
 	f.mu.Unlock()
 	if failing {
 		http.Error(w, `{"error":{"message":"engine crashed"}}`, http.StatusInternalServerError)

@@ -209,7 +209,7 @@ func TestTTSDownBeforeDataIsOneError(t *testing.T) {
 func TestTTSFailureAfterDataEndsWithoutEndMessage(t *testing.T) {
 	fake := llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "The first sentence is spoken fine. The second one breaks the engine."}`}})
 	speech := newSpeechFake(t)
-	speech.fail = 1
+	speech.failOn = "breaks the engine"
 	h := startServer(t, testConfig(t, "openai", fake.URL, speech.URL))
 	msgs, err := h.call(t, commitReq(newSession(), "hello"))
 	if status.Code(err) != codes.Unavailable || len(msgs) < 2 || msgs[0].GetTextChunk() == "" {

@@ -163,16 +163,19 @@ func (s *Server) shutdown() {
 	s.svc.adm.drain()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Limits.GracePeriod.Duration)
 	defer cancel()
-	_ = s.http.Shutdown(ctx)
-	done := make(chan struct{})
-	go func() { s.grpc.GracefulStop(); close(done) }()
+	// Both listeners drain at once, each within the same grace period.
+	httpDone := make(chan struct{})
+	go func() { _ = s.http.Shutdown(ctx); close(httpDone) }()
+	grpcDone := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(grpcDone) }()
 	select {
-	case <-done:
+	case <-grpcDone:
 	case <-ctx.Done():
 		s.svc.adm.cancelAll(errShutdown)
 		s.grpc.Stop()
-		<-done
+		<-grpcDone
 	}
+	<-httpDone
 	s.log.Info("Server stopped", "scope", "server", "decision", "stop", "dur_ms", time.Since(start).Milliseconds())
 }
 
