@@ -220,8 +220,10 @@ func (e *Edge) run(ctx context.Context, conn *websocket.Conn, chunks []string, p
 			w.Close()
 			ended()
 		}
-		// Bounded by the library (5 s) if the peer never answers the close.
-		conn.Close(websocket.StatusNormalClosure, "")
+		// The turn is complete: drop the socket without the close handshake,
+		// which could hold the segment (and Close) for the library's 5 s
+		// whenever the service does not answer it.
+		conn.CloseNow()
 	}
 	return nil
 }
