@@ -85,7 +85,8 @@ func readWAVHeader(r io.Reader) (*wavFormat, io.Reader, error) {
 			if format == nil {
 				return nil, nil, errors.New("audio: wav: data chunk before fmt chunk")
 			}
-			return format, dataReader(r, riff, size, ds64), nil
+			return format, &wavData{r: r, cur: dataReader(r, riff, size, ds64), format: format,
+				bounded: !isPlaceholder(riff, size, ds64), pad: size&1 == 1}, nil
 		default:
 			pad := int64(size) + int64(size&1) // chunks are word-aligned
 			skipped += pad
@@ -98,6 +99,85 @@ func readWAVHeader(r io.Reader) (*wavFormat, io.Reader, error) {
 		}
 	}
 	return nil, nil, fmt.Errorf("audio: wav: no data chunk within the first %d chunks", maxWAVChunks)
+}
+
+// isPlaceholder reports whether the data size means "until EOF".
+func isPlaceholder(riff string, size uint32, ds64 uint64) bool {
+	if riff == "RF64" && size == sizeUntilEOF && ds64 > 0 {
+		return false
+	}
+	return size == 0 || size == sizeUntilEOF
+}
+
+// wavData reads the samples of a WAV stream. Some speech servers stream one
+// whole WAV per sentence, back to back: when a sized data chunk ends, a
+// following RIFF header with the same format continues the audio, and other
+// trailing chunks are skipped, instead of silently dropping the rest.
+type wavData struct {
+	r       io.Reader // the whole stream
+	cur     io.Reader // samples of the current data chunk
+	format  *wavFormat
+	bounded bool // cur ends at a declared size, so more may follow
+	pad     bool // the data size was odd: one pad byte follows
+	skipped int64
+}
+
+func (d *wavData) Read(p []byte) (int, error) {
+	for {
+		n, err := d.cur.Read(p)
+		if n > 0 || !errors.Is(err, io.EOF) || !d.bounded {
+			return n, err
+		}
+		if err := d.next(); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// next moves past the end of a sized data chunk: io.EOF at the end of the
+// stream, or positioned on the samples of the next WAV.
+func (d *wavData) next() error {
+	if d.pad {
+		d.pad = false
+		if _, err := io.CopyN(io.Discard, d.r, 1); err != nil {
+			return io.EOF
+		}
+	}
+	for {
+		var ch [8]byte
+		if _, err := io.ReadFull(d.r, ch[:]); err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return io.EOF // a few stray trailing bytes do not fail audio already delivered
+			}
+			return fmt.Errorf("audio: wav: read after data: %w", err)
+		}
+		if string(ch[0:4]) == "RIFF" || string(ch[0:4]) == "RF64" {
+			return d.chain(io.MultiReader(bytes.NewReader(ch[:]), d.r))
+		}
+		size := int64(binary.LittleEndian.Uint32(ch[4:]))
+		size += size & 1
+		if d.skipped += size; d.skipped > maxWAVSkip {
+			return fmt.Errorf("audio: wav: more than %d bytes of chunks after the data", maxWAVSkip)
+		}
+		if _, err := io.CopyN(io.Discard, d.r, size); err != nil {
+			return io.EOF
+		}
+	}
+}
+
+// chain continues with the next WAV of a concatenated stream.
+func (d *wavData) chain(r io.Reader) error {
+	f, data, err := readWAVHeader(r)
+	if err != nil {
+		return err
+	}
+	if *f != *d.format {
+		return fmt.Errorf("audio: wav: concatenated stream changes format (%d Hz %d ch -> %d Hz %d ch)",
+			d.format.rate, d.format.channels, f.rate, f.channels)
+	}
+	next := data.(*wavData)
+	d.r, d.cur, d.bounded, d.pad = next.r, next.cur, next.bounded, next.pad
+	return nil
 }
 
 // dataReader bounds the sample stream by the declared data size unless the
