@@ -128,6 +128,9 @@ func (d *wavData) Read(p []byte) (int, error) {
 		if n > 0 || !errors.Is(err, io.EOF) || !d.bounded {
 			return n, err
 		}
+		if lr, ok := d.cur.(*io.LimitedReader); ok && lr.N > 0 {
+			return 0, io.EOF // the stream ended before the declared size: nothing follows
+		}
 		if err := d.next(); err != nil {
 			return 0, err
 		}

@@ -79,9 +79,7 @@ func NewAzure(cfg AzureConfig) (*Azure, error) {
 	if err := commonLimits("azure", &cfg.Timeout, &cfg.MaxAudioBytes); err != nil {
 		return nil, err
 	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{}
-	}
+	cfg.HTTPClient = noRedirects(cfg.HTTPClient)
 	return &Azure{cfg: cfg, endpoint: endpoint}, nil
 }
 
@@ -150,6 +148,20 @@ func azureStatusErr(status int, body []byte, header http.Header) error {
 }
 
 // ---- HTTP plumbing shared by the Azure and OpenAI-compatible providers ----
+
+// noRedirects returns a copy of c (or a fresh client) that refuses redirects:
+// net/http would forward custom headers such as Ocp-Apim-Subscription-Key to
+// whatever host a redirect names. A redirect then surfaces as a status error.
+func noRedirects(c *http.Client) *http.Client {
+	var cl http.Client
+	if c != nil {
+		cl = *c
+	}
+	if cl.CheckRedirect == nil {
+		cl.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	}
+	return &cl
+}
 
 // httpCall is one streaming speech request.
 type httpCall struct {

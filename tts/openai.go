@@ -82,9 +82,7 @@ func NewOpenAI(cfg OpenAIConfig) (*OpenAI, error) {
 	if err := commonLimits("openai", &cfg.Timeout, &cfg.MaxAudioBytes); err != nil {
 		return nil, err
 	}
-	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{}
-	}
+	cfg.HTTPClient = noRedirects(cfg.HTTPClient)
 	return &OpenAI{cfg: cfg, endpoint: endpoint}, nil
 }
 
