@@ -283,7 +283,9 @@ func (p *ReplyParser) plainByte(b byte, detect bool) {
 // tagByte handles b while the info string after a fence is being collected.
 // It reports whether b was used up.
 func (p *ReplyParser) tagByte(b byte) bool {
-	hasSpace := len(p.tag) > 0 && (p.tag[len(p.tag)-1] == ' ' || p.tag[len(p.tag)-1] == '\t')
+	// A space may precede the tag ("``` json") but not split it.
+	word := bytes.TrimLeft(p.tag, " \t")
+	hasSpace := len(word) > 0 && (word[len(word)-1] == ' ' || word[len(word)-1] == '\t')
 	switch {
 	case len(p.tag) < maxFenceTag && isTagByte(b) && !hasSpace:
 		p.tag = append(p.tag, b)
@@ -319,10 +321,16 @@ func (p *ReplyParser) speak(b byte) {
 }
 
 // finishPlain drops a held fence and its info string and speaks held backticks.
+// An info string that started with a space was prose ("Use ``` inline"): spoken.
 func (p *ReplyParser) finishPlain() {
 	if p.ticks > 0 && p.ticks < 3 {
 		for ; p.ticks > 0; p.ticks-- {
 			p.speak('`')
+		}
+	}
+	if p.inTag && len(p.tag) > 0 && (p.tag[0] == ' ' || p.tag[0] == '\t') {
+		for _, c := range p.tag {
+			p.speak(c)
 		}
 	}
 	p.ticks, p.inTag, p.tag = 0, false, p.tag[:0]
@@ -402,8 +410,8 @@ func (p *ReplyParser) step(b byte) {
 	case tsValue, tsValueOrClose:
 		switch {
 		case isJSONSpace(b):
-		case b == ']' && t.state == tsValueOrClose:
-			p.closeContainer()
+		case b == ']' && (t.state == tsValueOrClose || t.stack[len(t.stack)-1] == '['):
+			p.closeContainer() // also "[1,]": models write trailing commas (see withoutTrailingCommas)
 		default:
 			p.startValue(b)
 		}
@@ -412,8 +420,8 @@ func (p *ReplyParser) step(b byte) {
 		case isJSONSpace(b):
 		case b == '"':
 			p.startString(true)
-		case b == '}' && t.state == tsKeyOrClose:
-			p.closeContainer()
+		case b == '}':
+			p.closeContainer() // "{}" or a trailing comma "{"a":1,}"
 		default:
 			p.fail(b)
 		}
@@ -680,12 +688,48 @@ func (p *ReplyParser) finishObject() {
 	}
 }
 
+// withoutTrailingCommas drops commas that directly precede a closing } or ]
+// outside strings: models write them, and losing the action for it would be
+// worse. String contents are never touched (upstream's regex cleanup was).
+func withoutTrailingCommas(raw []byte) []byte {
+	out := make([]byte, 0, len(raw))
+	inString, escaped := false, false
+	for i := 0; i < len(raw); i++ {
+		b := raw[i]
+		switch {
+		case inString:
+			switch {
+			case escaped:
+				escaped = false
+			case b == '\\':
+				escaped = true
+			case b == '"':
+				inString = false
+			}
+		case b == '"':
+			inString = true
+		case b == ',':
+			j := i + 1
+			for j < len(raw) && isJSONSpace(raw[j]) {
+				j++
+			}
+			if j < len(raw) && (raw[j] == '}' || raw[j] == ']') {
+				continue
+			}
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
 // decodeCommand reads command and args from the exact object bytes. broken
 // reports a JSON syntax error (as opposed to a wrongly typed field).
 func decodeCommand(raw []byte) (cmd string, args map[string]any, broken bool, err error) {
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &obj); err != nil {
-		return "", nil, true, fmt.Errorf("llm reply: decode JSON: %w", err)
+		if json.Unmarshal(withoutTrailingCommas(raw), &obj) != nil {
+			return "", nil, true, fmt.Errorf("llm reply: decode JSON: %w", err)
+		}
 	}
 	if v, ok := obj["command"]; ok && !isNull(v) {
 		if err := json.Unmarshal(v, &cmd); err != nil {
