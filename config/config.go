@@ -54,6 +54,7 @@ type LLM struct {
 	Temperature     float64  `toml:"temperature"`
 	MaxOutputTokens int      `toml:"max_output_tokens"`
 	GoogleSearch    bool     `toml:"google_search"`
+	ThinkingBudget  int      `toml:"thinking_budget"`
 }
 
 // TTS configures speech synthesis.
@@ -148,7 +149,7 @@ func Default(profile string) Config {
 		TLS:    TLS{Mode: "off"},
 		LLM: LLM{
 			Provider: "gemini", Model: "gemini-2.5-flash-lite", Timeout: dur(60 * time.Second),
-			Temperature: 0.4, MaxOutputTokens: 1024,
+			Temperature: 0.4, MaxOutputTokens: 1024, ThinkingBudget: -1,
 		},
 		TTS: TTS{
 			Provider: "edge", Command: "espeak-ng --stdout", Timeout: dur(30 * time.Second),
@@ -268,6 +269,9 @@ func (c *Config) validateLLM() error {
 	}
 	if c.LLM.MaxOutputTokens < 1 {
 		return keyErr("llm.max_output_tokens", "must be at least 1")
+	}
+	if c.LLM.ThinkingBudget < -1 || c.LLM.ThinkingBudget > 32768 {
+		return keyErr("llm.thinking_budget", "%d is outside -1..32768", c.LLM.ThinkingBudget)
 	}
 	return nil
 }

@@ -23,7 +23,11 @@ type GeminiConfig struct {
 	Temperature     float64       // 0..2, always sent
 	MaxOutputTokens int           // 0 leaves the model default
 	GoogleSearch    bool          // add the google_search grounding tool
-	HTTPClient      *http.Client  // nil: http.DefaultTransport; redirects are refused either way
+	// ThinkingBudget, when not nil, is sent as thinkingConfig.thinkingBudget:
+	// 0 turns thinking off on 2.5 Flash models (faster first token, and
+	// thinking tokens no longer eat maxOutputTokens); nil leaves the model default.
+	ThinkingBudget *int
+	HTTPClient     *http.Client // nil: http.DefaultTransport; redirects are refused either way
 }
 
 // Gemini streams answers from Gemini's streamGenerateContent endpoint.
@@ -113,8 +117,12 @@ type (
 		Data     string `json:"data"`
 	}
 	geminiGenConfig struct {
-		Temperature     float64 `json:"temperature"`
-		MaxOutputTokens int     `json:"maxOutputTokens,omitempty"`
+		Temperature     float64         `json:"temperature"`
+		MaxOutputTokens int             `json:"maxOutputTokens,omitempty"`
+		ThinkingConfig  *geminiThinking `json:"thinkingConfig,omitempty"`
+	}
+	geminiThinking struct {
+		ThinkingBudget int `json:"thinkingBudget"`
 	}
 )
 
@@ -137,6 +145,9 @@ func (g *Gemini) body(req Request) ([]byte, error) {
 			Temperature:     g.cfg.Temperature,
 			MaxOutputTokens: g.cfg.MaxOutputTokens,
 		},
+	}
+	if b := g.cfg.ThinkingBudget; b != nil {
+		r.GenerationConfig.ThinkingConfig = &geminiThinking{ThinkingBudget: *b}
 	}
 	if req.System != "" {
 		r.SystemInstruction = &geminiContent{Parts: []geminiPart{{Text: req.System}}}

@@ -18,8 +18,12 @@ func newLLM(cfg *config.Config) (p llm.Provider, missing string, err error) {
 			return nil, "no LLM key: set llm.api_key, llm.api_key_file or NEXY_LLM_API_KEY (a Gemini API key), " +
 				"or point llm.provider = \"openai\" and llm.base_url at a local OpenAI-compatible server", nil
 		}
-		p, err = llm.NewGemini(llm.GeminiConfig{BaseURL: c.BaseURL, Model: c.Model, APIKey: c.APIKey, Timeout: c.Timeout.Duration,
-			Temperature: c.Temperature, MaxOutputTokens: c.MaxOutputTokens, GoogleSearch: c.GoogleSearch})
+		gc := llm.GeminiConfig{BaseURL: c.BaseURL, Model: c.Model, APIKey: c.APIKey, Timeout: c.Timeout.Duration,
+			Temperature: c.Temperature, MaxOutputTokens: c.MaxOutputTokens, GoogleSearch: c.GoogleSearch}
+		if c.ThinkingBudget >= 0 {
+			gc.ThinkingBudget = &c.ThinkingBudget
+		}
+		p, err = llm.NewGemini(gc)
 	case "openai":
 		p, err = llm.NewOpenAI(llm.OpenAIConfig{BaseURL: c.BaseURL, Model: c.Model, APIKey: c.APIKey, Timeout: c.Timeout.Duration,
 			Temperature: c.Temperature, MaxTokens: c.MaxOutputTokens})
