@@ -505,7 +505,8 @@ func (s *Splitter) guarded(next rune) bool {
 	if s.candTokLine && len(tok) <= 3 && allASCIIDigits(tok) {
 		return true // "1. Item": an ordered-list marker
 	}
-	switch abbrevKind(trailingWord(tok)) {
+	word := trailingWord(tok)
+	switch abbrevKind(word) {
 	case abbrTitle:
 		return true
 	case abbrNumber:
@@ -513,7 +514,9 @@ func (s *Splitter) guarded(next rune) bool {
 	case abbrMid:
 		return unicode.IsLower(next) || unicode.IsDigit(next)
 	case abbrInitial:
-		return unicode.IsLetter(next)
+		// Only a letter standing alone is an initial ("J. K. Rowling"), not
+		// the end of a longer token ("-9°C. Wear a coat").
+		return unicode.IsLetter(next) && len(word) == len(tok)
 	}
 	return false
 }
