@@ -15,6 +15,9 @@ type PromptContext struct {
 	TimeZone string    // the user's IANA zone, e.g. "Europe/Berlin"; "" = Now's location
 	Locale   string    // the user's locale, e.g. "ru_RU"; "" = unknown
 	Memory   string    // facts about the user (data); "" = no memory block
+	// NoActions: the server forwards no actions (features or kill switch), so
+	// the prompt offers no command at all; the model must not promise one.
+	NoActions bool
 }
 
 // MaxPromptMemoryBytes bounds the memory block; longer memory is cut at a line.
@@ -59,7 +62,10 @@ const promptIdentity = `You are Nexy, a voice assistant on macOS for blind and l
 
 # Reply format
 Always reply with exactly one JSON object and nothing else: no code fences, no text before or after it.
-{"text": "<what to say to the user>", "command": "<command name>", "args": {<arguments>}}
+`
+
+// promptActionFormat completes the reply format when actions are forwarded.
+const promptActionFormat = `{"text": "<what to say to the user>", "command": "<command name>", "args": {<arguments>}}
 - "text" is always present: the sentence to speak, even when you run a command (for example "Opening Safari.").
 - "command" and "args" appear only when you run an action. "args" is a JSON object, never a string. Leave out "command" and "args" when you only talk.
 - Run at most one command per reply, and only a command from the allowed list below. If the user wants something no command covers, say so briefly in "text".
@@ -72,19 +78,39 @@ Always reply with exactly one JSON object and nothing else: no code fences, no t
 func SystemPrompt(pc PromptContext) string {
 	var b strings.Builder
 	b.WriteString(promptIdentity)
-	for _, s := range gateSections {
-		if s.gate.enabled(pc.Features) {
-			writeSection(&b, s)
+	if pc.NoActions {
+		b.WriteString(promptTextFormat)
+		b.WriteString(noActionsSection)
+	} else {
+		b.WriteString(promptActionFormat)
+		for _, s := range gateSections {
+			if s.gate.enabled(pc.Features) {
+				writeSection(&b, s)
+			}
 		}
+		fmt.Fprintf(&b, "\n# Allowed commands\nThe only commands you may use: %s. Any other command is ignored.\n",
+			strings.Join(AllowedCommands(pc.Features), ", "))
 	}
-	fmt.Fprintf(&b, "\n# Allowed commands\nThe only commands you may use: %s. Any other command is ignored.\n",
-		strings.Join(AllowedCommands(pc.Features), ", "))
 	writeTime(&b, pc)
 	if strings.TrimSpace(pc.Memory) != "" {
 		writeMemory(&b, pc.Memory)
 	}
 	return b.String()
 }
+
+// promptTextFormat completes the reply format when no action is forwarded.
+const promptTextFormat = `{"text": "<what to say to the user>"}
+- "text" is always present: the sentence to speak.
+- Example: {"text": "It is sunny and twenty degrees."}
+`
+
+// noActionsSection replaces the command sections when actions are off.
+const noActionsSection = `
+# Actions
+This server cannot act on the user's Mac right now. Never include "command" or "args".
+If the user asks you to open an app, send a message or do anything else on the Mac,
+say briefly that you can't do that here, and help in words if you can.
+`
 
 func writeSection(b *strings.Builder, s gateSection) {
 	fmt.Fprintf(b, "\n# %s\n%s\n", s.title, s.intro)

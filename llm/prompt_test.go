@@ -176,3 +176,16 @@ func BenchmarkSystemPrompt(b *testing.B) {
 		_ = SystemPrompt(pc)
 	}
 }
+
+func TestSystemPromptNoActions(t *testing.T) {
+	all := Features{Messages: true, WhatsApp: true, Browser: true, Subscription: true}
+	p := SystemPrompt(PromptContext{Features: all, Now: time.Unix(0, 0).UTC(), NoActions: true})
+	for _, c := range AllowedCommands(all) {
+		if strings.Contains(p, c) {
+			t.Errorf("prompt offers %s although actions are off", c)
+		}
+	}
+	if !strings.Contains(p, "can't do that here") {
+		t.Errorf("prompt does not say actions are unavailable:\n%s", p)
+	}
+}

@@ -22,7 +22,8 @@ func (s *service) forwardActions() bool {
 // systemPrompt assembles the prompt for a turn starting now.
 func (s *service) systemPrompt() string {
 	now := s.now()
-	return llm.SystemPrompt(llm.PromptContext{Features: s.features(), Now: now, TimeZone: now.Location().String()})
+	return llm.SystemPrompt(llm.PromptContext{Features: s.features(), Now: now, TimeZone: now.Location().String(),
+		NoActions: !s.forwardActions()})
 }
 
 func (s *service) splitterConfig() tts.SplitterConfig {

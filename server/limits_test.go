@@ -179,6 +179,9 @@ func TestActionsGatedByFlagsAndKillSwitch(t *testing.T) {
 			if !strings.Contains(strings.Join(a.texts, " "), c.wantText) {
 				t.Errorf("texts = %q, want %q", a.texts, c.wantText)
 			}
+			if sys := fake.Requests()[0].System; c.kill == strings.Contains(sys, "open_app") {
+				t.Errorf("kill switch %v, but the prompt offering commands is %v", c.kill, !c.kill)
+			}
 		})
 	}
 }
