@@ -178,6 +178,10 @@ type httpCall struct {
 	// accept rejects a 200 whose Content-Type is not audio (some servers
 	// report errors as JSON with status 200); nil accepts anything.
 	accept func(contentType string) bool
+	// encodingFor, when set, picks the decoder from the response's
+	// Content-Type, so a server that ignores the requested format cannot make
+	// container bytes reach the client as PCM.
+	encodingFor func(contentType string, enc audio.Encoding, f audio.Format) (audio.Encoding, audio.Format)
 }
 
 // httpSpeech POSTs the request and returns the decoded body as PCM.
@@ -207,8 +211,12 @@ func httpSpeech(ctx context.Context, c httpCall) (io.ReadCloser, error) {
 		cancel()
 		return nil, c.statusErr(resp.StatusCode, body, resp.Header)
 	}
+	enc, format := c.enc, c.format
+	if c.encodingFor != nil {
+		enc, format = c.encodingFor(resp.Header.Get("Content-Type"), enc, format)
+	}
 	src := &capReader{r: resp.Body, name: c.name, max: c.maxAudio}
-	pcm, err := audio.Decode(src, c.enc, c.format)
+	pcm, err := audio.Decode(src, enc, format)
 	if err != nil {
 		resp.Body.Close()
 		cancel()

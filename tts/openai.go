@@ -130,8 +130,22 @@ func (o *OpenAI) Synthesize(ctx context.Context, req Request) (io.ReadCloser, er
 	return httpSpeech(ctx, httpCall{
 		name: "openai", client: o.cfg.HTTPClient, url: o.endpoint, header: h, body: body,
 		timeout: o.cfg.Timeout, maxAudio: o.cfg.MaxAudioBytes, enc: enc, format: format,
-		statusErr: openAIStatusErr, accept: openAIAudioType,
+		statusErr: openAIStatusErr, accept: openAIAudioType, encodingFor: openAIEncoding,
 	})
+}
+
+// openAIEncoding trusts a Content-Type that names a container over the
+// requested format: some compatible servers ignore response_format and send
+// WAV or MP3, whose header bytes would otherwise be played as noise.
+func openAIEncoding(ct string, enc audio.Encoding, f audio.Format) (audio.Encoding, audio.Format) {
+	mt, _, _ := mime.ParseMediaType(ct)
+	switch mt {
+	case "audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave":
+		return audio.WAV, audio.Format{}
+	case "audio/mpeg", "audio/mp3":
+		return audio.MP3, audio.Format{}
+	}
+	return enc, f
 }
 
 // openAIAudioType refuses JSON/HTML/text answers that some servers send

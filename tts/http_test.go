@@ -40,3 +40,32 @@ func TestHTTPProvidersRefuseRedirects(t *testing.T) {
 		t.Fatal("the key reached the redirect target")
 	}
 }
+
+// A server that ignores response_format=pcm and sends WAV is decoded as WAV.
+func TestOpenAIPCMRequestedWAVReceived(t *testing.T) {
+	wav := provFixture(t, "openai_hello_24k.wav")
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "audio/wav")
+		_, _ = w.Write(wav)
+	}))
+	defer srv.Close()
+	o, err := NewOpenAI(OpenAIConfig{BaseURL: srv.URL + "/v1", Format: "pcm"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := o.Synthesize(context.Background(), Request{Text: "Hello."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pcm := provReadAll(t, rc)
+	// Decoded as WAV: the 44-byte header is not played, and the length is the
+	// WAV's audio at 48 kHz, not the raw byte count read as 24 kHz PCM.
+	if got, want := len(pcm), (len(wav)-44)*2; got < want-64 || got > want+64 {
+		t.Fatalf("decoded %d bytes, want about %d", got, want)
+	}
+	for i := 0; i < 64; i += 2 { // espeak-ng starts with silence; header bytes would not be
+		if v := int16(pcm[i]) | int16(pcm[i+1])<<8; v > 200 || v < -200 {
+			t.Fatalf("sample %d = %d: header bytes were played as audio", i/2, v)
+		}
+	}
+}
