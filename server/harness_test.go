@@ -40,8 +40,12 @@ type speechFake struct {
 	hang   bool          // hold the response open after the header until the client leaves
 	delay  time.Duration // wait before answering each request
 	failOn string        // answer requests whose body contains this with HTTP 500 ("" = never)
-	gone   chan struct{} // closed when a client left mid-response
-	once   sync.Once
+	// holdUntil: a request whose body contains holdUntil[0] stops after its
+	// first piece until a request containing holdUntil[1] has arrived.
+	holdUntil   [2]string
+	holdExpired bool          // the awaited request never came while holding
+	gone        chan struct{} // closed when a client left mid-response
+	once        sync.Once
 }
 
 func newSpeechFake(t testing.TB) *speechFake {
@@ -66,7 +70,9 @@ func (f *speechFake) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.texts = append(f.texts, string(body))
 	hang, delay, failing := f.hang, f.delay, f.failOn != "" && strings.Contains(string(body), f.failOn)
+	hold := f.holdUntil[0] != "" && strings.Contains(string(body), f.holdUntil[0])
 	f.mu.Unlock()
+
 	if failing {
 		http.Error(w, `{"error":{"message":"engine crashed"}}`, http.StatusInternalServerError)
 		return
@@ -84,7 +90,27 @@ func (f *speechFake) serve(w http.ResponseWriter, r *http.Request) {
 			f.once.Do(func() { close(f.gone) })
 			return
 		}
+		if hold && off == 0 && !f.waitFor(f.holdUntil[1]) {
+			f.mu.Lock()
+			f.holdExpired = true
+			f.mu.Unlock()
+		}
 	}
+}
+
+// waitFor blocks until a request whose body contains s has arrived; false
+// if it did not within a generous bound.
+func (f *speechFake) waitFor(s string) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, body := range f.requests() {
+			if strings.Contains(body, s) {
+				return true
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return false
 }
 
 func (f *speechFake) requests() []string {

@@ -308,3 +308,37 @@ func TestCancelStopsSynthesis(t *testing.T) {
 	}
 	waitIdle(t, h)
 }
+
+// TestSynthesisOverlapsStreaming: segment 2 is synthesized while segment 1 is
+// still streaming. The fake holds segment 1's audio until segment 2's request
+// has arrived; a sequential pipeline would only send that request after
+// segment 1 ended, so the fake's wait would run out (holdExpired).
+func TestSynthesisOverlapsStreaming(t *testing.T) {
+	fake := llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "This is the first sentence of the answer. And this is the second sentence."}`}})
+	speech := newSpeechFake(t)
+	speech.holdUntil = [2]string{"first sentence", "second sentence"}
+	h := startServer(t, testConfig(t, "openai", fake.URL, speech.URL))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := h.client.StreamAudio(ctx, commitReq(newSession(), "talk"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, err := readAll(stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := checkAnswer(t, msgs)
+	if len(a.texts) != 2 {
+		t.Fatalf("segments = %q", a.texts)
+	}
+	speech.mu.Lock()
+	expired := speech.holdExpired
+	speech.mu.Unlock()
+	if expired {
+		t.Fatal("segment 2 was not synthesized while segment 1 was streaming")
+	}
+	if log := h.log.String(); strings.Contains(log, "decision=error") {
+		t.Fatalf("turn failed:\n%s", log)
+	}
+}
