@@ -72,8 +72,7 @@ type turn struct {
 	idle   *time.Timer
 	tm     timings
 
-	// Written by the producer before it closes jobs; read by the sender after.
-	reply  llm.Reply
+	// Written by read before readDone is closed; read by run after.
 	action *llm.Action
 	usage  llm.Usage
 	llmErr error
@@ -169,7 +168,6 @@ func (t *turn) read(stream llm.Stream, segments *segmentQueue) {
 	}
 	t.usage = stream.Usage()
 	rest, reply := parser.Finish()
-	t.reply = reply
 	emit(rest)
 	t.action = t.svc.checkAction(reply, t.in.sessionID)
 	if !spoken {
