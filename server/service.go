@@ -167,44 +167,50 @@ func (s *service) ReportUsage(_ context.Context, req *pb.UsageRequest) (*pb.Usag
 }
 
 // GenerateWelcomeAudio speaks text for the client: metadata, audio, end_message.
-// The audio is synthesized whole first (bounded by tts.max_welcome_seconds) so
-// the metadata can carry the real duration; the client concatenates it anyway.
+// The client uses it for every server-side speech (welcome, fallbacks, limit
+// messages), so audio streams as it is synthesized. Metadata waits for the
+// first audio, so a provider failure is still one clean error; its
+// duration_sec is an estimate from the text, as the field is documented.
 func (s *service) GenerateWelcomeAudio(req *pb.WelcomeRequest, stream grpc.ServerStreamingServer[pb.WelcomeResponse]) error {
 	start := s.now()
-	send := func(msg string) {
-		_ = stream.Send(&pb.WelcomeResponse{Content: &pb.WelcomeResponse_ErrorMessage{ErrorMessage: msg}})
+	w, err := s.startWelcome(stream.Context(), req)
+	if err == nil {
+		defer w.release()
+		defer w.pcm.Close()
+		err = w.stream(stream)
 	}
-	chunks, err := s.welcomeAudio(stream.Context(), req)
 	if err != nil {
 		te := classify(stream.Context(), err)
 		s.decision(slog.LevelWarn, "GenerateWelcomeAudio", "error", start, slog.String("error_type", te.kind), slog.String("error", te.Error()))
-		send(te.msg)
+		if !w.sentAny() {
+			_ = stream.Send(&pb.WelcomeResponse{Content: &pb.WelcomeResponse_ErrorMessage{ErrorMessage: te.msg}})
+		}
 		return te.status()
 	}
-	total := 0
-	for _, c := range chunks {
-		total += len(c)
-	}
-	meta := &pb.WelcomeMetadata{Method: s.tts.Name(), DurationSec: audio.Duration(total).Seconds(),
-		SampleRate: audio.SampleRate, Channels: audio.Channels, Dtype: audio.DType}
-	if err := stream.Send(&pb.WelcomeResponse{Content: &pb.WelcomeResponse_Metadata{Metadata: meta}}); err != nil {
-		return err
-	}
-	for _, c := range chunks {
-		if err := stream.Send(&pb.WelcomeResponse{Content: &pb.WelcomeResponse_AudioChunk{AudioChunk: audioChunk(c)}}); err != nil {
-			return err
-		}
-	}
-	s.decision(slog.LevelInfo, "GenerateWelcomeAudio", "complete", start, slog.Int("chunks", len(chunks)), slog.Float64("duration_sec", meta.DurationSec))
+	s.decision(slog.LevelInfo, "GenerateWelcomeAudio", "complete", start, slog.Int("chunks", w.chunks), slog.Float64("audio_sec", audio.Duration(w.bytes).Seconds()))
 	return stream.Send(&pb.WelcomeResponse{Content: &pb.WelcomeResponse_EndMessage{EndMessage: welcomeDone}})
 }
 
-func (s *service) welcomeAudio(ctx context.Context, req *pb.WelcomeRequest) ([][]byte, error) {
+// welcome is one GenerateWelcomeAudio in progress.
+type welcome struct {
+	pcm      io.ReadCloser
+	release  func()
+	method   string
+	estimate float64 // seconds
+	limit    int     // bytes of audio at most
+	chunks   int
+	bytes    int
+}
+
+func (w *welcome) sentAny() bool { return w != nil && w.chunks > 0 }
+
+func (s *service) startWelcome(ctx context.Context, req *pb.WelcomeRequest) (*welcome, error) {
 	text := strings.TrimSpace(req.GetText())
 	if text == "" {
 		text = s.cfg.TTS.WelcomeText
 	}
-	if n := utf8.RuneCountInString(text); n > s.cfg.Limits.MaxPromptChars {
+	n := utf8.RuneCountInString(text)
+	if n > s.cfg.Limits.MaxPromptChars {
 		return nil, invalid("text is %d characters; the limit is %d (limits.max_prompt_chars)", n, s.cfg.Limits.MaxPromptChars)
 	}
 	if len(req.GetSessionId()) > 4*s.cfg.Limits.MaxIDLength || len(req.GetVoice()) > 256 || len(req.GetLanguage()) > 64 {
@@ -218,39 +224,53 @@ func (s *service) welcomeAudio(ctx context.Context, req *pb.WelcomeRequest) ([][
 	if aerr != nil {
 		return nil, aerr
 	}
-	defer release()
 	r := tts.Request{Text: speakable, Language: req.GetLanguage()}
 	if s.cfg.TTS.HonorClientVoice {
 		r.Voice = req.GetVoice()
 	}
 	pcm, err := s.tts.Synthesize(ctx, r)
 	if err != nil {
+		release()
 		return nil, fmt.Errorf("%w: %w", errTTS, err)
 	}
-	defer pcm.Close()
-	return readChunks(pcm, s.cfg.TTS.MaxWelcomeSeconds*audio.SampleRate*2)
+	return &welcome{pcm: pcm, release: release, method: s.tts.Name(),
+		estimate: float64(utf8.RuneCountInString(speakable)) / charsPerSecond,
+		limit:    s.cfg.TTS.MaxWelcomeSeconds * audio.SampleRate * 2}, nil
 }
 
-// readChunks collects a whole PCM stream as wire chunks, up to limit bytes.
-func readChunks(pcm io.Reader, limit int) ([][]byte, error) {
-	var chunks [][]byte
-	total := 0
-	chunker := audio.NewChunker(pcm)
+// charsPerSecond is a typical speaking rate, for the duration estimate.
+const charsPerSecond = 15
+
+// stream sends metadata with the first chunk, then the rest as produced.
+func (w *welcome) stream(stream grpc.ServerStreamingServer[pb.WelcomeResponse]) error {
+	chunker := audio.NewChunker(w.pcm)
 	for {
 		c, err := chunker.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", errTTS, err)
+			return fmt.Errorf("%w: %w", errTTS, err)
 		}
-		if total += len(c); total > limit {
-			return nil, invalid("the text is too long to speak at once (over tts.max_welcome_seconds)")
+		if w.bytes += len(c); w.bytes > w.limit {
+			return invalid("the text is too long to speak at once (over tts.max_welcome_seconds)")
 		}
-		chunks = append(chunks, c)
+		if w.chunks == 0 {
+			meta := &pb.WelcomeMetadata{Method: w.method, DurationSec: w.estimate,
+				SampleRate: audio.SampleRate, Channels: audio.Channels, Dtype: audio.DType}
+			if err := stream.Send(&pb.WelcomeResponse{Content: &pb.WelcomeResponse_Metadata{Metadata: meta}}); err != nil {
+				return err
+			}
+		}
+		err = stream.Send(&pb.WelcomeResponse{Content: &pb.WelcomeResponse_AudioChunk{AudioChunk: audioChunk(c)}})
+		audio.Recycle(c)
+		if err != nil {
+			return err
+		}
+		w.chunks++
 	}
-	if len(chunks) == 0 {
-		return nil, fmt.Errorf("%w: the provider returned no audio", errTTS)
+	if w.chunks == 0 {
+		return fmt.Errorf("%w: the provider returned no audio", errTTS)
 	}
-	return chunks, nil
+	return nil
 }
