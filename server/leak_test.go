@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"runtime"
 	"strings"
@@ -116,5 +117,22 @@ func TestShutdownCancelsAfterGrace(t *testing.T) {
 	<-fake.Disconnected()
 	if n := srv.svc.adm.running(); n != 0 {
 		t.Fatalf("%d turns still hold a slot", n)
+	}
+}
+
+func TestHealth(t *testing.T) {
+	h := startServer(t, testConfig(t, "openai", "http://127.0.0.1:1/v1", newSpeechFake(t).URL))
+	resp, err := http.Get("http://" + h.srv.HTTPAddr().String() + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]string
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || body["status"] != "OK" || body["server_version"] == "" ||
+		resp.Header.Get("Cache-Control") != "public, max-age=30" {
+		t.Fatalf("health = %d %v %v", resp.StatusCode, body, resp.Header)
 	}
 }
