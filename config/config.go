@@ -73,6 +73,8 @@ type TTS struct {
 	Volume            string   `toml:"volume"`
 	Command           string   `toml:"command"`
 	Timeout           Duration `toml:"timeout"`
+	Retries           int      `toml:"retries"`
+	RetryBackoff      Duration `toml:"retry_backoff"`
 	Lookahead         int      `toml:"lookahead"`
 	HonorClientVoice  bool     `toml:"honor_client_voice"`
 	WelcomeText       string   `toml:"welcome_text"`
@@ -153,6 +155,7 @@ func Default(profile string) Config {
 		},
 		TTS: TTS{
 			Provider: "edge", Command: "espeak-ng --stdout", Timeout: dur(30 * time.Second),
+			Retries: 1, RetryBackoff: dur(250 * time.Millisecond),
 			Lookahead: 2, WelcomeText: "Hi! Nexy is here. How can I help you today?", MaxWelcomeSeconds: 60,
 		},
 		Speech:   Speech{FirstMinWords: 2, MinWords: 3, MinChars: 15, MaxChars: 250},
@@ -299,6 +302,12 @@ func (c *Config) validateTTS() error {
 	}
 	if t.Timeout.Duration <= 0 {
 		return keyErr("tts.timeout", "must be positive")
+	}
+	if t.Retries < 0 || t.Retries > 5 {
+		return keyErr("tts.retries", "%d is outside 0..5", t.Retries)
+	}
+	if t.RetryBackoff.Duration < 0 || t.RetryBackoff.Duration > 10*time.Second {
+		return keyErr("tts.retry_backoff", "must be between 0s and 10s")
 	}
 	if t.Lookahead < 1 || t.Lookahead > 8 {
 		return keyErr("tts.lookahead", "%d is outside 1..8", t.Lookahead)

@@ -1,6 +1,9 @@
 package server
 
 import (
+	"context"
+	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -56,6 +59,27 @@ func (s *service) fallbackText(reply llm.Reply, action *llm.Action) string {
 		return cannotDoText
 	default:
 		return llm.NoAnswerText
+	}
+}
+
+// synthesize starts speech, retrying a failed start (no audio yet, so
+// nothing can be spoken twice) up to tts.retries times.
+func (s *service) synthesize(ctx context.Context, req tts.Request) (io.ReadCloser, error) {
+	var err error
+	for attempt := 0; ; attempt++ {
+		var pcm io.ReadCloser
+		if pcm, err = s.tts.Synthesize(ctx, req); err == nil {
+			return pcm, nil
+		}
+		if attempt >= s.cfg.TTS.Retries || ctx.Err() != nil {
+			return nil, fmt.Errorf("%w: %w", errTTS, err)
+		}
+		s.log.Info("speech synthesis failed, retrying", "scope", "grpc", "decision", "tts_retry", "attempt", attempt+1, "error", err.Error())
+		select {
+		case <-time.After(time.Duration(attempt+1) * s.cfg.TTS.RetryBackoff.Duration):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", errTTS, err)
+		}
 	}
 }
 

@@ -33,13 +33,14 @@ func testKey(t testing.TB) string {
 // speechFake is a local OpenAI-compatible /v1/audio/speech server that streams
 // a recorded WAV (espeak-ng output) in small pieces, like a real server.
 type speechFake struct {
-	URL    string
-	wav    []byte
-	mu     sync.Mutex
-	texts  []string
-	hang   bool          // hold the response open after the header until the client leaves
-	delay  time.Duration // wait before answering each request
-	failOn string        // answer requests whose body contains this with HTTP 500 ("" = never)
+	URL       string
+	wav       []byte
+	mu        sync.Mutex
+	texts     []string
+	hang      bool          // hold the response open after the header until the client leaves
+	delay     time.Duration // wait before answering each request
+	failOn    string        // answer requests whose body contains this with HTTP 500 ("" = never)
+	failFirst int           // answer the first failFirst requests with HTTP 503
 	// holdUntil: a request whose body contains holdUntil[0] stops after its
 	// first piece until a request containing holdUntil[1] has arrived.
 	holdUntil   [2]string
@@ -69,7 +70,8 @@ func (f *speechFake) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	f.mu.Lock()
 	f.texts = append(f.texts, string(body))
-	hang, delay, failing := f.hang, f.delay, f.failOn != "" && strings.Contains(string(body), f.failOn)
+	hang, delay := f.hang, f.delay
+	failing := f.failOn != "" && strings.Contains(string(body), f.failOn) || len(f.texts) <= f.failFirst
 	hold := f.holdUntil[0] != "" && strings.Contains(string(body), f.holdUntil[0])
 	f.mu.Unlock()
 

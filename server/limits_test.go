@@ -209,6 +209,23 @@ func TestTTSDownBeforeDataIsOneError(t *testing.T) {
 	}
 }
 
+func TestTTSStartIsRetried(t *testing.T) {
+	fake := llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "Spoken on the second try."}`}})
+	speech := newSpeechFake(t)
+	speech.failFirst = 1
+	h := startServer(t, testConfig(t, "openai", fake.URL, speech.URL))
+	msgs, err := h.call(t, commitReq(newSession(), "hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := checkAnswer(t, msgs); a.chunks == 0 || len(speech.requests()) != 2 {
+		t.Fatalf("chunks %d, TTS requests %d", a.chunks, len(speech.requests()))
+	}
+	if !strings.Contains(h.log.String(), "decision=tts_retry") {
+		t.Error("retry not logged")
+	}
+}
+
 func TestTTSFailureAfterDataEndsWithoutEndMessage(t *testing.T) {
 	fake := llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "The first sentence is spoken fine. The second one breaks the engine."}`}})
 	speech := newSpeechFake(t)

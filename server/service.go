@@ -228,10 +228,10 @@ func (s *service) startWelcome(ctx context.Context, req *pb.WelcomeRequest) (*we
 	if s.cfg.TTS.HonorClientVoice {
 		r.Voice = req.GetVoice()
 	}
-	pcm, err := s.tts.Synthesize(ctx, r)
+	pcm, err := s.synthesize(ctx, r)
 	if err != nil {
 		release()
-		return nil, fmt.Errorf("%w: %w", errTTS, err)
+		return nil, err
 	}
 	return &welcome{pcm: pcm, release: release, method: s.tts.Name(),
 		estimate: float64(utf8.RuneCountInString(speakable)) / charsPerSecond,

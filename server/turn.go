@@ -224,9 +224,9 @@ func (t *turn) synthesize(job *speechJob) {
 	if text == "" {
 		return // nothing speakable (e.g. only emoji): the text still goes out
 	}
-	pcm, err := t.svc.tts.Synthesize(t.ctx, tts.Request{Text: text})
+	pcm, err := t.svc.synthesize(t.ctx, tts.Request{Text: text})
 	if err != nil {
-		job.err = fmt.Errorf("%w: %w", errTTS, err)
+		job.err = err
 		return
 	}
 	defer pcm.Close()
