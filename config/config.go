@@ -55,6 +55,8 @@ type LLM struct {
 	MaxOutputTokens int      `toml:"max_output_tokens"`
 	GoogleSearch    bool     `toml:"google_search"`
 	ThinkingBudget  int      `toml:"thinking_budget"`
+	Retries         int      `toml:"retries"`
+	RetryBackoff    Duration `toml:"retry_backoff"`
 }
 
 // TTS configures speech synthesis.
@@ -152,6 +154,7 @@ func Default(profile string) Config {
 		LLM: LLM{
 			Provider: "gemini", Model: "gemini-2.5-flash-lite", Timeout: dur(60 * time.Second),
 			Temperature: 0.4, MaxOutputTokens: 1024, ThinkingBudget: -1,
+			Retries: 1, RetryBackoff: dur(500 * time.Millisecond),
 		},
 		TTS: TTS{
 			Provider: "edge", Command: "espeak-ng --stdout", Timeout: dur(30 * time.Second),
@@ -272,6 +275,12 @@ func (c *Config) validateLLM() error {
 	}
 	if c.LLM.MaxOutputTokens < 1 {
 		return keyErr("llm.max_output_tokens", "must be at least 1")
+	}
+	if c.LLM.Retries < 0 || c.LLM.Retries > 5 {
+		return keyErr("llm.retries", "%d is outside 0..5", c.LLM.Retries)
+	}
+	if c.LLM.RetryBackoff.Duration < 0 || c.LLM.RetryBackoff.Duration > 10*time.Second {
+		return keyErr("llm.retry_backoff", "must be between 0s and 10s")
 	}
 	if c.LLM.ThinkingBudget < -1 || c.LLM.ThinkingBudget > 32768 {
 		return keyErr("llm.thinking_budget", "%d is outside -1..32768", c.LLM.ThinkingBudget)

@@ -62,6 +62,29 @@ func (s *service) fallbackText(reply llm.Reply, action *llm.Action) string {
 	}
 }
 
+// llmStream starts the model's answer, retrying a call the provider refused
+// before answering (unavailable or rate-limited) up to llm.retries times.
+// No text has arrived at that point, so nothing can be said twice.
+func (s *service) llmStream(ctx context.Context, req llm.Request) (llm.Stream, error) {
+	for attempt := 0; ; attempt++ {
+		stream, err := s.llm.Stream(ctx, req)
+		if err == nil {
+			return stream, nil
+		}
+		kind := llm.KindOf(err)
+		retryable := kind == llm.KindUnavailable || kind == llm.KindRateLimited
+		if !retryable || attempt >= s.cfg.LLM.Retries || ctx.Err() != nil {
+			return nil, err
+		}
+		s.log.Info("AI provider call failed, retrying", "scope", "grpc", "decision", "llm_retry", "attempt", attempt+1, "error", err.Error())
+		select {
+		case <-time.After(time.Duration(attempt+1) * s.cfg.LLM.RetryBackoff.Duration):
+		case <-ctx.Done():
+			return nil, err
+		}
+	}
+}
+
 // synthesize starts speech, retrying a failed start (no audio yet, so
 // nothing can be spoken twice) up to tts.retries times.
 func (s *service) synthesize(ctx context.Context, req tts.Request) (io.ReadCloser, error) {

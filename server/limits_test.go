@@ -129,6 +129,26 @@ func TestLLMErrorsBeforeData(t *testing.T) {
 	}
 }
 
+func TestLLMRefusalIsRetriedOnce(t *testing.T) {
+	fake := llmtest.NewOpenAI(t, llmtest.Script{Status: 503}, llmtest.Script{Deltas: []string{`{"text": "Second time lucky."}`}})
+	cfg := testConfig(t, "openai", fake.URL, newSpeechFake(t).URL)
+	cfg.LLM.RetryBackoff.Duration = time.Millisecond
+	h := startServer(t, cfg)
+	msgs, err := h.call(t, commitReq(newSession(), "hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := checkAnswer(t, msgs); a.texts[0] != "Second time lucky." || len(fake.Requests()) != 2 {
+		t.Fatalf("answer %q after %d requests", a.texts, len(fake.Requests()))
+	}
+	// A rejected key is not retried.
+	auth := llmtest.NewOpenAI(t, llmtest.Script{Status: 401})
+	h = startServer(t, testConfig(t, "openai", auth.URL, newSpeechFake(t).URL))
+	if _, err := h.call(t, commitReq(newSession(), "hello")); status.Code(err) != codes.Unavailable || len(auth.Requests()) != 1 {
+		t.Fatalf("401: %v after %d requests", err, len(auth.Requests()))
+	}
+}
+
 func TestLLMTimeoutIsDeadlineExceeded(t *testing.T) {
 	fake := llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "late"}`}, Hang: true, HangAfter: 0})
 	cfg := testConfig(t, "openai", fake.URL, newSpeechFake(t).URL)

@@ -97,7 +97,7 @@ func (t *turn) run() error {
 	t.idle = time.AfterFunc(t.svc.cfg.Limits.IdleTimeout.Duration, func() { t.cancel(errIdle) })
 	defer t.idle.Stop()
 
-	stream, err := t.svc.llm.Stream(t.ctx, llm.Request{System: t.svc.systemPrompt(), User: t.in.prompt, Image: t.in.image})
+	stream, err := t.svc.llmStream(t.ctx, llm.Request{System: t.svc.systemPrompt(), User: t.in.prompt, Image: t.in.image})
 	if err != nil {
 		return err
 	}
