@@ -45,18 +45,19 @@ type TLS struct {
 
 // LLM configures the main language model.
 type LLM struct {
-	Provider        string   `toml:"provider"`
-	Model           string   `toml:"model"`
-	BaseURL         string   `toml:"base_url"`
-	APIKey          string   `toml:"api_key"`
-	APIKeyFile      string   `toml:"api_key_file"`
-	Timeout         Duration `toml:"timeout"`
-	Temperature     float64  `toml:"temperature"`
-	MaxOutputTokens int      `toml:"max_output_tokens"`
-	GoogleSearch    bool     `toml:"google_search"`
-	ThinkingBudget  int      `toml:"thinking_budget"`
-	Retries         int      `toml:"retries"`
-	RetryBackoff    Duration `toml:"retry_backoff"`
+	Provider          string   `toml:"provider"`
+	Model             string   `toml:"model"`
+	BaseURL           string   `toml:"base_url"`
+	APIKey            string   `toml:"api_key"`
+	APIKeyFile        string   `toml:"api_key_file"`
+	Timeout           Duration `toml:"timeout"`
+	FirstTokenTimeout Duration `toml:"first_token_timeout"`
+	Temperature       float64  `toml:"temperature"`
+	MaxOutputTokens   int      `toml:"max_output_tokens"`
+	GoogleSearch      bool     `toml:"google_search"`
+	ThinkingBudget    int      `toml:"thinking_budget"`
+	Retries           int      `toml:"retries"`
+	RetryBackoff      Duration `toml:"retry_backoff"`
 }
 
 // TTS configures speech synthesis.
@@ -152,7 +153,7 @@ func Default(profile string) Config {
 		Listen: Listen{GRPCPlain: "127.0.0.1:50051", HTTPPlain: "127.0.0.1:8080"},
 		TLS:    TLS{Mode: "off"},
 		LLM: LLM{
-			Provider: "gemini", Model: "gemini-2.5-flash-lite", Timeout: dur(60 * time.Second),
+			Provider: "gemini", Model: "gemini-2.5-flash-lite", Timeout: dur(60 * time.Second), FirstTokenTimeout: dur(30 * time.Second),
 			Temperature: 0.4, MaxOutputTokens: 1024, ThinkingBudget: -1,
 			Retries: 1, RetryBackoff: dur(500 * time.Millisecond),
 		},
@@ -269,6 +270,9 @@ func (c *Config) validateLLM() error {
 	}
 	if c.LLM.Timeout.Duration <= 0 {
 		return keyErr("llm.timeout", "must be positive")
+	}
+	if c.LLM.FirstTokenTimeout.Duration <= 0 {
+		return keyErr("llm.first_token_timeout", "must be positive")
 	}
 	if c.LLM.Temperature < 0 || c.LLM.Temperature > 2 {
 		return keyErr("llm.temperature", "%v is outside 0..2", c.LLM.Temperature)

@@ -40,6 +40,7 @@ func invalid(format string, args ...any) *turnError {
 var (
 	errInterrupted = errors.New("interrupted by InterruptSession")
 	errIdle        = errors.New("no progress within limits.idle_timeout")
+	errFirstToken  = errors.New("no answer within llm.first_token_timeout")
 	errShutdown    = errors.New("server is shutting down")
 	// errTurnDone is how a turn cancels its own context when it ends, so
 	// cleanup is never mistaken for a client cancel.
@@ -56,6 +57,8 @@ func classify(ctx context.Context, err error) *turnError {
 	switch cause := context.Cause(ctx); {
 	case errors.Is(cause, errInterrupted):
 		return &turnError{code: codes.Canceled, kind: "cancelled_by_user", msg: "turn interrupted", err: err}
+	case errors.Is(cause, errFirstToken):
+		return &turnError{code: codes.DeadlineExceeded, kind: "timeout", msg: "the AI provider did not answer in time (llm.first_token_timeout)", err: err}
 	case errors.Is(cause, errIdle):
 		return &turnError{code: codes.DeadlineExceeded, kind: "timeout", msg: "the answer stalled and was stopped (limits.idle_timeout)", err: err}
 	case errors.Is(cause, errShutdown):

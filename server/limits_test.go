@@ -160,6 +160,18 @@ func TestLLMTimeoutIsDeadlineExceeded(t *testing.T) {
 	}
 }
 
+func TestFirstTokenTimeout(t *testing.T) {
+	fake := llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "late"}`}, Hang: true, HangAfter: 1}) // role chunk only
+	cfg := testConfig(t, "openai", fake.URL, newSpeechFake(t).URL)
+	cfg.LLM.FirstTokenTimeout.Duration = 200 * time.Millisecond
+	h := startServer(t, cfg)
+	msgs, err := h.call(t, commitReq(newSession(), "hello"))
+	if status.Code(err) != codes.DeadlineExceeded || len(msgs) != 1 || !strings.Contains(msgs[0].GetErrorMessage(), "first_token_timeout") {
+		t.Fatalf("no first token: %v %v", msgs, err)
+	}
+	<-fake.Disconnected()
+}
+
 func TestActionsGatedByFlagsAndKillSwitch(t *testing.T) {
 	browse := []string{`{"text": "Searching flights now.", "command": "browser_use", "args": {"task": "find flights to Oslo"}}`}
 	open := []string{`{"command": "open_app", "args": {"app_name": "Notes"}}`}

@@ -94,7 +94,15 @@ func (t *turn) touch() { t.idle.Reset(t.svc.cfg.Limits.IdleTimeout.Duration) }
 // at a time, and hands them over in order; the caller sends each segment's
 // text and audio while the next one is being synthesized.
 func (t *turn) run() error {
-	t.idle = time.AfterFunc(t.svc.cfg.Limits.IdleTimeout.Duration, func() { t.cancel(errIdle) })
+	// Until the model's first token the watchdog waits llm.first_token_timeout;
+	// every token or chunk after that re-arms it with limits.idle_timeout.
+	t.idle = time.AfterFunc(t.svc.cfg.LLM.FirstTokenTimeout.Duration, func() {
+		if t.tm.llmFirstToken.Load() == 0 {
+			t.cancel(errFirstToken)
+		} else {
+			t.cancel(errIdle)
+		}
+	})
 	defer t.idle.Stop()
 
 	stream, err := t.svc.llmStream(t.ctx, llm.Request{System: t.svc.systemPrompt(), User: t.in.prompt, Image: t.in.image})
