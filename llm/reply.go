@@ -357,6 +357,65 @@ func (p *ReplyParser) abort() {
 	}
 }
 
+// abortObject handles a complete, valid object that is not a reply (a model
+// that wrote {"answer": "Paris"}): its string values are spoken, in order,
+// instead of its JSON syntax; an object without any is spoken raw.
+func (p *ReplyParser) abortObject() {
+	text := objectStrings(p.raw)
+	if strings.TrimSpace(text) == "" {
+		p.abort()
+		return
+	}
+	p.mode = modePlain
+	p.raw = p.raw[:0]
+	for i := 0; i < len(text); i++ {
+		p.plainByte(text[i], false)
+	}
+}
+
+// objectStrings joins the string values (not keys) of a valid JSON document
+// with spaces, in document order.
+func objectStrings(raw []byte) string {
+	type frame struct{ object, wantKey bool }
+	var (
+		stack []frame
+		parts []string
+	)
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return strings.Join(parts, " ")
+		}
+		if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].wantKey {
+			if tok == json.Delim('}') {
+				stack = stack[:n-1]
+			} else {
+				stack[n-1].wantKey = false // tok is the key
+			}
+			continue
+		}
+		if n := len(stack); n > 0 && stack[n-1].object {
+			stack[n-1].wantKey = true // this token is the value
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			switch v {
+			case '{':
+				stack = append(stack, frame{object: true, wantKey: true})
+			case '[':
+				stack = append(stack, frame{})
+			default: // ']' (an object's '}' is handled as a key position above)
+				stack = stack[:len(stack)-1]
+			}
+		case string:
+			if strings.TrimSpace(v) != "" {
+				parts = append(parts, v)
+			}
+		}
+	}
+}
+
 func (p *ReplyParser) objectByte(b byte) {
 	if !p.committed && len(p.raw) >= MaxReplyBytes {
 		p.abort()
@@ -377,7 +436,7 @@ func (p *ReplyParser) objectByte(b byte) {
 	case p.tok.state == tsError && !p.committed:
 		p.abort()
 	case p.tok.state == tsDone && !p.committed:
-		p.abort()
+		p.abortObject()
 	case p.tok.state == tsDone:
 		p.mode = modeTrailer
 	}
