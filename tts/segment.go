@@ -488,6 +488,20 @@ func (s *Splitter) hardCut(at int) int {
 	return at
 }
 
+// prevTokenIsNumber reports whether the token before the candidate's is all digits.
+func (s *Splitter) prevTokenIsNumber() bool {
+	lo := max(s.segStart, 0)
+	i := s.candTok
+	for i > lo && (s.buf[i-1] == ' ' || s.buf[i-1] == '\t') {
+		i--
+	}
+	j := i
+	for j > lo && s.buf[j-1] >= '0' && s.buf[j-1] <= '9' {
+		j--
+	}
+	return j < i && (j == lo || s.buf[j-1] == ' ' || s.buf[j-1] == '\t' || s.buf[j-1] == '(')
+}
+
 // guarded reports whether the candidate boundary is not a sentence end,
 // given the next non-space rune.
 func (s *Splitter) guarded(next rune) bool {
@@ -508,6 +522,11 @@ func (s *Splitter) guarded(next rune) bool {
 	word := trailingWord(tok)
 	switch abbrevKind(word) {
 	case abbrTitle:
+		// "г." after a number is "год" (year), which ends sentences: "в 2010 г. Мне";
+		// elsewhere it is "город" (city), a title: "г. Москва".
+		if string(word) == "г" && s.prevTokenIsNumber() {
+			return unicode.IsLower(next) || unicode.IsDigit(next)
+		}
 		return true
 	case abbrNumber:
 		return unicode.IsDigit(next)
