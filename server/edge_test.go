@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nexy-server/nexy/llm/llmtest"
 	"github.com/nexy-server/nexy/tts/ttstest"
@@ -44,4 +45,31 @@ func TestEdgeEndToEnd(t *testing.T) {
 	if len(reqs) != 2 || !strings.Contains(reqs[0].Voice, "SvetlanaNeural") || reqs[0].Lang != "ru-RU" {
 		t.Fatalf("edge requests: %+v", reqs)
 	}
+}
+
+// BenchmarkTurnEdge is BenchmarkTurn with the default speech provider: the
+// Edge WebSocket protocol and in-process MP3 decoding, against a local fake.
+//
+//	go test -run '^$' -bench BenchmarkTurnEdge -benchtime 200x ./server/
+func BenchmarkTurnEdge(b *testing.B) {
+	session, err := ttstest.LoadEdgeSession(filepath.Join("..", "testdata", "tts", "edge_session.jsonl"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	mp3, err := os.ReadFile(filepath.Join("..", "testdata", "tts", "edge_hello.mp3"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	edge := ttstest.NewEdgeServer(b, ttstest.EdgeOptions{Session: session, MP3: mp3})
+	fake := llmtest.NewOpenAI(b, llmtest.Script{Deltas: actionReply})
+	cfg := testConfig(b, "openai", fake.URL, "http://127.0.0.1:1/v1")
+	cfg.TTS.Provider, cfg.TTS.BaseURL = "edge", edge.URL
+	cfg.Log.Level = "warn"
+	h := startServer(b, cfg)
+	var first time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		first += oneTurn(b, h)
+	}
+	b.ReportMetric(float64(first.Microseconds())/1000/float64(b.N), "first_audio_ms")
 }
