@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/nexy-server/nexy/internal/httpclient"
 )
 
 // DefaultGeminiBaseURL is the Gemini Developer API host root.
@@ -61,7 +63,7 @@ func NewGemini(cfg GeminiConfig) (*Gemini, error) {
 	if err := checkGenSettings(cfg.Timeout, cfg.Temperature, cfg.MaxOutputTokens); err != nil {
 		return nil, fmt.Errorf("llm gemini: %w", err)
 	}
-	client := apiClient(cfg.HTTPClient)
+	client := httpclient.NoRedirects(cfg.HTTPClient)
 	return &Gemini{
 		cfg:    cfg,
 		url:    base + "/v1beta/models/" + cfg.Model + ":streamGenerateContent?alt=sse",

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/nexy-server/nexy/internal/httpclient"
 )
 
 // OpenAIConfig configures a provider for any OpenAI-compatible chat
@@ -51,7 +53,7 @@ func NewOpenAI(cfg OpenAIConfig) (*OpenAI, error) {
 	if err := checkGenSettings(cfg.Timeout, cfg.Temperature, cfg.MaxTokens); err != nil {
 		return nil, fmt.Errorf("llm openai: %w", err)
 	}
-	client := apiClient(cfg.HTTPClient)
+	client := httpclient.NoRedirects(cfg.HTTPClient)
 	return &OpenAI{cfg: cfg, url: base + "/chat/completions", client: client}, nil
 }
 

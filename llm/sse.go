@@ -454,20 +454,6 @@ func errorBodyText(status int, body []byte) string {
 	return s
 }
 
-// apiClient returns the client to use: a copy of c (or a fresh one) that
-// refuses redirects, because net/http would forward custom headers such as
-// x-goog-api-key to whatever host a redirect names.
-func apiClient(c *http.Client) *http.Client {
-	var cl http.Client
-	if c != nil {
-		cl = *c
-	}
-	if cl.CheckRedirect == nil {
-		cl.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	}
-	return &cl
-}
-
 // cappedReader fails (rather than ending quietly) once more than left bytes were read.
 type cappedReader struct {
 	r    io.Reader

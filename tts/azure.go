@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nexy-server/nexy/audio"
+	"github.com/nexy-server/nexy/internal/httpclient"
 )
 
 const (
@@ -79,7 +80,7 @@ func NewAzure(cfg AzureConfig) (*Azure, error) {
 	if err := commonLimits("azure", &cfg.Timeout, &cfg.MaxAudioBytes); err != nil {
 		return nil, err
 	}
-	cfg.HTTPClient = noRedirects(cfg.HTTPClient)
+	cfg.HTTPClient = httpclient.NoRedirects(cfg.HTTPClient)
 	return &Azure{cfg: cfg, endpoint: endpoint}, nil
 }
 
@@ -148,20 +149,6 @@ func azureStatusErr(status int, body []byte, header http.Header) error {
 }
 
 // ---- HTTP plumbing shared by the Azure and OpenAI-compatible providers ----
-
-// noRedirects returns a copy of c (or a fresh client) that refuses redirects:
-// net/http would forward custom headers such as Ocp-Apim-Subscription-Key to
-// whatever host a redirect names. A redirect then surfaces as a status error.
-func noRedirects(c *http.Client) *http.Client {
-	var cl http.Client
-	if c != nil {
-		cl = *c
-	}
-	if cl.CheckRedirect == nil {
-		cl.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	}
-	return &cl
-}
 
 // httpCall is one streaming speech request.
 type httpCall struct {

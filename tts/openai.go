@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nexy-server/nexy/audio"
+	"github.com/nexy-server/nexy/internal/httpclient"
 )
 
 // OpenAI-compatible speech formats this provider can decode.
@@ -82,7 +83,7 @@ func NewOpenAI(cfg OpenAIConfig) (*OpenAI, error) {
 	if err := commonLimits("openai", &cfg.Timeout, &cfg.MaxAudioBytes); err != nil {
 		return nil, err
 	}
-	cfg.HTTPClient = noRedirects(cfg.HTTPClient)
+	cfg.HTTPClient = httpclient.NoRedirects(cfg.HTTPClient)
 	return &OpenAI{cfg: cfg, endpoint: endpoint}, nil
 }
 
