@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -145,6 +144,7 @@ type harness struct {
 	srv    *Server
 	client pb.StreamingServiceClient
 	log    *syncBuffer
+	stop   func() error // closes the client, shuts the server down, returns Serve's error
 }
 
 // syncBuffer collects the server log for assertions.
@@ -166,6 +166,8 @@ func (b *syncBuffer) String() string {
 	return string(b.buf)
 }
 
+// startServer starts a server on cfg and a client connected to it; both stop
+// when the test ends, or earlier through harness.stop.
 func startServer(t testing.TB, cfg *config.Config, opts ...Option) *harness {
 	t.Helper()
 	logs := &syncBuffer{}
@@ -183,17 +185,26 @@ func startServer(t testing.TB, cfg *config.Config, opts ...Option) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var once sync.Once
+	var serveErr error
+	h := &harness{srv: srv, client: pb.NewStreamingServiceClient(conn), log: logs}
+	h.stop = func() error {
+		once.Do(func() {
+			conn.Close()
+			cancel()
+			serveErr = <-done
+		})
+		return serveErr
+	}
 	t.Cleanup(func() {
-		conn.Close()
-		cancel()
-		if err := <-done; err != nil {
+		if err := h.stop(); err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 		if t.Failed() {
 			t.Logf("server log:\n%s", logs.String())
 		}
 	})
-	return &harness{srv: srv, client: pb.NewStreamingServiceClient(conn), log: logs}
+	return h
 }
 
 const testHW = "6E3F2C1A-0B4D-4E5F-8A9B-0C1D2E3F4A5B"
@@ -246,6 +257,3 @@ func (h *harness) call(t testing.TB, req *pb.StreamRequest) ([]*pb.StreamRespons
 	}
 	return readAll(stream)
 }
-
-// quiet is a logger for tests that do not read logs.
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))

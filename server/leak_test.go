@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/nexy-server/nexy/llm/llmtest"
 	pb "github.com/nexy-server/nexy/proto"
 )
@@ -23,22 +20,7 @@ func TestNoGoroutineOutlivesItsTurns(t *testing.T) {
 	speech := newSpeechFake(t)
 	cfg := testConfig(t, "openai", fake.URL, speech.URL)
 	base := runtime.NumGoroutine()
-
-	srv, err := New(cfg, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	conn, err := grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &harness{srv: srv, client: pb.NewStreamingServiceClient(conn)}
+	h := startServer(t, cfg)
 
 	cancel := startHanging(t, h, newSession()) // cancelled by the client
 	cancel()
@@ -53,9 +35,7 @@ func TestNoGoroutineOutlivesItsTurns(t *testing.T) {
 	}
 	checkAnswer(t, msgs)
 
-	conn.Close()
-	stop()
-	if err := <-done; err != nil {
+	if err := h.stop(); err != nil {
 		t.Fatal(err)
 	}
 	// Pooled keep-alive connections to the fakes are not turns; drop them.
@@ -88,26 +68,12 @@ func TestShutdownCancelsAfterGrace(t *testing.T) {
 	fake := llmtest.NewOpenAI(t, hangingScript())
 	cfg := testConfig(t, "openai", fake.URL, newSpeechFake(t).URL)
 	cfg.Limits.GracePeriod.Duration = 100 * time.Millisecond
-	srv, err := New(cfg, quiet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	conn, err := grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	h := &harness{srv: srv, client: pb.NewStreamingServiceClient(conn)}
+	h := startServer(t, cfg)
 	startHanging(t, h, newSession())
-	stop()
+	stopped := make(chan error, 1)
+	go func() { stopped <- h.stop() }()
 	select {
-	case err := <-done:
+	case err := <-stopped:
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -115,7 +81,7 @@ func TestShutdownCancelsAfterGrace(t *testing.T) {
 		t.Fatal("Serve did not return after the grace period")
 	}
 	<-fake.Disconnected()
-	if n := srv.svc.adm.running(); n != 0 {
+	if n := h.srv.svc.adm.running(); n != 0 {
 		t.Fatalf("%d turns still hold a slot", n)
 	}
 }
