@@ -120,6 +120,22 @@ type Limits struct {
 	CollectMaxSessions   int      `toml:"collect_max_sessions"`
 	CollectMaxBytes      int      `toml:"collect_max_bytes"`
 	KeepaliveMinTime     Duration `toml:"keepalive_min_time"`
+	// SendTimeout ends a turn whose sender makes no progress (the client
+	// stops reading) for this long, with DEADLINE_EXCEEDED, freeing its slot.
+	SendTimeout Duration `toml:"send_timeout"`
+	// MaxTurnsPerDevice is how many turns one hardware id may run at once.
+	MaxTurnsPerDevice int `toml:"max_turns_per_device"`
+	// CollectPerDevice is how many COLLECT sessions one device may have buffered.
+	CollectPerDevice int `toml:"collect_per_device"`
+	// CollectPerDeviceBytes bounds the COLLECT bytes one device may have buffered.
+	CollectPerDeviceBytes int `toml:"collect_per_device_bytes"`
+	// MaxStreamsPerConn is the HTTP/2 concurrent-stream limit per client connection.
+	MaxStreamsPerConn int `toml:"max_streams_per_conn"`
+	// RequestBytesInFlight bounds the request bytes being received or held at
+	// once by StreamAudio and GenerateWelcomeAudio.
+	RequestBytesInFlight int `toml:"request_bytes_in_flight"`
+	// ReceiveTimeout refuses a request message that does not arrive in full within it.
+	ReceiveTimeout Duration `toml:"receive_timeout"`
 }
 
 // Log configures the structured log.
@@ -168,7 +184,9 @@ func Default(profile string) Config {
 			MaxConcurrentStreams: 50, IdleTimeout: dur(60 * time.Second), GracePeriod: dur(30 * time.Second),
 			MaxMessageBytes: 4 << 20, MaxPromptChars: 8000, MaxScreenshotBytes: 3 << 20, MaxIDLength: 128,
 			CollectTTL: dur(2 * time.Minute), CollectMaxSessions: 1024, CollectMaxBytes: 256 << 20,
-			KeepaliveMinTime: dur(20 * time.Second),
+			KeepaliveMinTime: dur(20 * time.Second), SendTimeout: dur(15 * time.Second), ReceiveTimeout: dur(30 * time.Second),
+			MaxTurnsPerDevice: 3, CollectPerDevice: 8, CollectPerDeviceBytes: 16 << 20,
+			MaxStreamsPerConn: 32, RequestBytesInFlight: 64 << 20,
 		},
 		Log: Log{Level: "info", Format: "text"},
 	}
@@ -179,6 +197,7 @@ func Default(profile string) Config {
 		c.TLS.Mode = "acme"
 		c.Limits.MaxConcurrentStreams = 200
 		c.Limits.MaxRatePerSecond = 1
+		c.Limits.RequestBytesInFlight = 256 << 20
 	}
 	return c
 }
@@ -192,19 +211,6 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
-}
-
-func keyErr(key string, format string, args ...any) error {
-	return fmt.Errorf("config: %s: %s", key, fmt.Sprintf(format, args...))
-}
-
-func oneOf(key, v string, allowed ...string) error {
-	for _, a := range allowed {
-		if v == a {
-			return nil
-		}
-	}
-	return keyErr(key, "%q is not one of %q", v, allowed)
 }
 
 func (c *Config) validateServer() error {
@@ -351,29 +357,31 @@ func (c *Config) validateSpeech() error {
 
 func (c *Config) validateLimits() error {
 	l := c.Limits
-	positive := []struct {
-		key string
-		ok  bool
-	}{
-		{"limits.max_concurrent_streams", l.MaxConcurrentStreams >= 1},
-		{"limits.max_rate_per_second", l.MaxRatePerSecond >= 0},
-		{"limits.idle_timeout", l.IdleTimeout.Duration > 0},
-		{"limits.grace_period", l.GracePeriod.Duration >= 0},
-		{"limits.max_message_bytes", l.MaxMessageBytes >= 64<<10},
-		{"limits.max_prompt_chars", l.MaxPromptChars >= 1},
-		{"limits.max_screenshot_bytes", l.MaxScreenshotBytes >= 0 && l.MaxScreenshotBytes < l.MaxMessageBytes},
-		{"limits.max_id_length", l.MaxIDLength >= 8 && l.MaxIDLength <= 1024},
-		{"limits.collect_ttl", l.CollectTTL.Duration > 0},
-		{"limits.collect_max_sessions", l.CollectMaxSessions >= 1},
-		{"limits.collect_max_bytes", l.CollectMaxBytes >= 1<<20},
-		{"limits.keepalive_min_time", l.KeepaliveMinTime.Duration > 0 && l.KeepaliveMinTime.Duration <= 60*time.Second},
+	oneUtterance := l.MaxScreenshotBytes + 4*l.MaxPromptChars // a COLLECT of the largest screenshot and transcript (UTF-8)
+	checks := []error{
+		intIn("limits.max_concurrent_streams", l.MaxConcurrentStreams, 1, 100000),
+		floatIn("limits.max_rate_per_second", l.MaxRatePerSecond, 0, 1000),
+		durIn("limits.idle_timeout", l.IdleTimeout, time.Second, time.Hour),
+		durIn("limits.grace_period", l.GracePeriod, 0, 10*time.Minute),
+		durIn("limits.send_timeout", l.SendTimeout, time.Second, 10*time.Minute),
+		durIn("limits.receive_timeout", l.ReceiveTimeout, time.Second, 5*time.Minute),
+		bytesIn("limits.max_message_bytes", l.MaxMessageBytes, 64<<10, "", 256<<20, ""),
+		intIn("limits.max_prompt_chars", l.MaxPromptChars, 1, 1000000),
+		bytesIn("limits.max_screenshot_bytes", l.MaxScreenshotBytes, 0, "", int64(l.MaxMessageBytes)-1, "limits.max_message_bytes - 1"),
+		intIn("limits.max_id_length", l.MaxIDLength, 8, 1024),
+		durIn("limits.collect_ttl", l.CollectTTL, time.Second, time.Hour),
+		intIn("limits.collect_max_sessions", l.CollectMaxSessions, 1, 1000000),
+		bytesIn("limits.collect_max_bytes", l.CollectMaxBytes, 1<<20, "", 64<<30, ""),
+		intInRef("limits.max_turns_per_device", l.MaxTurnsPerDevice, 1, l.MaxConcurrentStreams, "limits.max_concurrent_streams"),
+		intInRef("limits.collect_per_device", l.CollectPerDevice, 1, l.CollectMaxSessions, "limits.collect_max_sessions"),
+		bytesIn("limits.collect_per_device_bytes", l.CollectPerDeviceBytes,
+			int64(oneUtterance), "limits.max_screenshot_bytes + 4 × limits.max_prompt_chars",
+			int64(l.CollectMaxBytes), "limits.collect_max_bytes"),
+		intIn("limits.max_streams_per_conn", l.MaxStreamsPerConn, 1, 10000),
+		bytesIn("limits.request_bytes_in_flight", l.RequestBytesInFlight, int64(l.MaxMessageBytes), "limits.max_message_bytes", 64<<30, ""),
+		durIn("limits.keepalive_min_time", l.KeepaliveMinTime, time.Second, time.Minute),
 	}
-	for _, p := range positive {
-		if !p.ok {
-			return keyErr(p.key, "out of range (see the comment in nexy.toml)")
-		}
-	}
-	return nil
+	return firstErr(checks)
 }
 
 func (c *Config) validateLog() error {

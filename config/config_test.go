@@ -205,3 +205,55 @@ func FuzzDecodeTOML(f *testing.F) {
 		}
 	})
 }
+
+func TestAbuseLimitDefaults(t *testing.T) {
+	for _, profile := range []string{"dev", "prod"} {
+		l := Default(profile).Limits
+		inFlight := 64 << 20
+		if profile == "prod" {
+			inFlight = 256 << 20
+		}
+		if l.SendTimeout.Duration != 15*time.Second || l.MaxTurnsPerDevice != 3 || l.CollectPerDevice != 8 ||
+			l.CollectPerDeviceBytes != 16<<20 || l.MaxStreamsPerConn != 32 || l.RequestBytesInFlight != inFlight ||
+			l.ReceiveTimeout.Duration != 30*time.Second {
+			t.Errorf("%s limits: %+v", profile, l)
+		}
+	}
+	// The prod defaults validate once TLS is left to a proxy (SPEC §9 note in nexy.toml).
+	c := Default("prod")
+	c.TLS.Mode, c.Listen.Address, c.Listen.GRPCPlain = "off", "", "127.0.0.1:50051"
+	if err := c.Validate(); err != nil {
+		t.Errorf("prod defaults: %v", err)
+	}
+}
+
+// TestLimitRanges: every limit names its key, its env variable and the range.
+func TestLimitRanges(t *testing.T) {
+	cases := []struct {
+		env  string
+		want string
+	}{
+		{"NEXY_LIMITS_MAX_CONCURRENT_STREAMS=0", "limits.max_concurrent_streams (NEXY_LIMITS_MAX_CONCURRENT_STREAMS): 0 is outside 1..100000"},
+		{"NEXY_LIMITS_SEND_TIMEOUT=500ms", "limits.send_timeout (NEXY_LIMITS_SEND_TIMEOUT): 500ms is outside 1s..10m"},
+		{"NEXY_LIMITS_SEND_TIMEOUT=11m", "limits.send_timeout (NEXY_LIMITS_SEND_TIMEOUT): 11m is outside 1s..10m"},
+		{"NEXY_LIMITS_RECEIVE_TIMEOUT=6m", "limits.receive_timeout (NEXY_LIMITS_RECEIVE_TIMEOUT): 6m is outside 1s..5m"},
+		{"NEXY_LIMITS_MAX_TURNS_PER_DEVICE=51", "limits.max_turns_per_device (NEXY_LIMITS_MAX_TURNS_PER_DEVICE): 51 is outside 1..50 (limits.max_concurrent_streams)"},
+		{"NEXY_LIMITS_MAX_TURNS_PER_DEVICE=0", "limits.max_turns_per_device (NEXY_LIMITS_MAX_TURNS_PER_DEVICE): 0 is outside 1..50"},
+		{"NEXY_LIMITS_COLLECT_PER_DEVICE=1025", "limits.collect_per_device (NEXY_LIMITS_COLLECT_PER_DEVICE): 1025 is outside 1..1024 (limits.collect_max_sessions)"},
+		{"NEXY_LIMITS_COLLECT_PER_DEVICE_BYTES=3000000", "limits.collect_per_device_bytes (NEXY_LIMITS_COLLECT_PER_DEVICE_BYTES): 3000000 is outside 3177728 (limits.max_screenshot_bytes + 4 × limits.max_prompt_chars)..268435456 (256 MiB, limits.collect_max_bytes)"},
+		{"NEXY_LIMITS_COLLECT_PER_DEVICE_BYTES=268435457", "is outside 3177728"},
+		{"NEXY_LIMITS_MAX_STREAMS_PER_CONN=10001", "limits.max_streams_per_conn (NEXY_LIMITS_MAX_STREAMS_PER_CONN): 10001 is outside 1..10000"},
+		{"NEXY_LIMITS_REQUEST_BYTES_IN_FLIGHT=1048576", "limits.request_bytes_in_flight (NEXY_LIMITS_REQUEST_BYTES_IN_FLIGHT): 1048576 is outside 4194304 (4 MiB, limits.max_message_bytes)..68719476736 (64 GiB)"},
+		{"NEXY_LIMITS_MAX_RATE_PER_SECOND=-1", "limits.max_rate_per_second (NEXY_LIMITS_MAX_RATE_PER_SECOND): -1 is outside 0..1000"},
+		{"NEXY_LIMITS_MAX_RATE_PER_SECOND=NaN", "NaN is outside 0..1000"},
+		{"NEXY_LIMITS_MAX_SCREENSHOT_BYTES=4194304", "limits.max_screenshot_bytes (NEXY_LIMITS_MAX_SCREENSHOT_BYTES): 4194304 is outside 0..4194303 (limits.max_message_bytes - 1)"},
+		{"NEXY_LIMITS_KEEPALIVE_MIN_TIME=0s", "limits.keepalive_min_time (NEXY_LIMITS_KEEPALIVE_MIN_TIME): 0s is outside 1s..1m"},
+	}
+	t.Chdir(t.TempDir())
+	for _, c := range cases {
+		_, err := Load("", []string{c.env})
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want it to contain %q", c.env, err, c.want)
+		}
+	}
+}
