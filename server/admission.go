@@ -14,18 +14,21 @@ import (
 // admission decides whether a turn may start (SPEC §3 step 2) and tracks the
 // running turns so InterruptSession and shutdown can cancel them.
 type admission struct {
-	slots    chan struct{} // one token per running turn; cap = max_concurrent_streams
-	rate     float64       // turns per second per device; 0 = unlimited
-	burst    float64
-	now      func() time.Time
-	mu       sync.Mutex
-	active   map[collectKey]*activeTurn // by (hardware_id, session_id): single-flight
-	buckets  map[string]*bucket         // by hardware_id
-	draining bool
+	slots     chan struct{} // one token per running turn; cap = max_concurrent_streams
+	perDevice int           // concurrent turns one device may run
+	rate      float64       // turns per second per device; 0 = unlimited
+	burst     float64
+	now       func() time.Time
+	mu        sync.Mutex
+	active    map[collectKey]*activeTurn // by (hardware_id, session_id): single-flight
+	devices   map[string]int             // running turns by hardware_id
+	buckets   map[string]*bucket         // by hardware_id
+	draining  bool
 }
 
 type activeTurn struct {
-	cancel context.CancelCauseFunc
+	cancel  context.CancelCauseFunc
+	release func()
 }
 
 // bucket is a token bucket limiting how fast one device starts turns.
@@ -37,10 +40,10 @@ type bucket struct {
 // maxBuckets bounds the per-device limiter map; idle (full) buckets are pruned past it.
 const maxBuckets = 4096
 
-func newAdmission(maxStreams int, ratePerSecond float64) *admission {
+func newAdmission(maxStreams, perDevice int, ratePerSecond float64) *admission {
 	return &admission{
-		slots: make(chan struct{}, maxStreams), rate: ratePerSecond, burst: math.Max(1, math.Ceil(2*ratePerSecond)),
-		now: time.Now, active: map[collectKey]*activeTurn{}, buckets: map[string]*bucket{},
+		slots: make(chan struct{}, maxStreams), perDevice: perDevice, rate: ratePerSecond, burst: math.Max(1, math.Ceil(2*ratePerSecond)),
+		now: time.Now, active: map[collectKey]*activeTurn{}, devices: map[string]int{}, buckets: map[string]*bucket{},
 	}
 }
 
@@ -50,7 +53,9 @@ func exhausted(kind, format string, args ...any) *turnError {
 
 // admit reserves a slot for a turn of (hardwareID, sessionID). cancel is the
 // turn's cancel function, used by interrupts and shutdown. The returned release
-// must be called when the turn ends.
+// must be called when the turn ends; an interrupt calls it earlier, so the
+// session and the slot are free the moment InterruptSession answers, whatever
+// the cancelled turn is still unwinding.
 func (a *admission) admit(hardwareID, sessionID string, cancel context.CancelCauseFunc) (release func(), err *turnError) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -63,6 +68,9 @@ func (a *admission) admit(hardwareID, sessionID string, cancel context.CancelCau
 		// limit, and the message says what happened.
 		return nil, exhausted("stream_limit_exceeded", "a turn for session_id=%s is already in progress; one turn per session at a time", sessionID)
 	}
+	if a.devices[hardwareID] >= a.perDevice {
+		return nil, exhausted("device_limit_exceeded", "this device already has %d answers in progress (limits.max_turns_per_device); wait for one to finish", a.perDevice)
+	}
 	// Take the slot before the rate token, so a refused turn costs no token.
 	select {
 	case a.slots <- struct{}{}:
@@ -73,16 +81,30 @@ func (a *admission) admit(hardwareID, sessionID string, cancel context.CancelCau
 		<-a.slots
 		return nil, exhausted("rate_limit_exceeded", "this device may start at most %g turns per second; slow down and retry", a.rate)
 	}
-	a.active[key] = &activeTurn{cancel: cancel}
+	t := &activeTurn{cancel: cancel}
 	var once sync.Once
-	return func() {
+	t.release = func() {
 		once.Do(func() {
 			a.mu.Lock()
-			delete(a.active, key)
+			a.releaseLocked(key, t)
 			a.mu.Unlock()
-			<-a.slots
 		})
-	}, nil
+	}
+	a.active[key] = t
+	a.devices[hardwareID]++
+	return t.release, nil
+}
+
+// releaseLocked frees the slot and the session of t. It runs once per turn
+// (through activeTurn.release), so the counts stay exact.
+func (a *admission) releaseLocked(key collectKey, t *activeTurn) {
+	if a.active[key] == t {
+		delete(a.active, key)
+	}
+	if a.devices[key.hardwareID]--; a.devices[key.hardwareID] <= 0 {
+		delete(a.devices, key.hardwareID)
+	}
+	<-a.slots
 }
 
 // acquireSlot takes a concurrency slot for work that is not a turn (welcome audio).
@@ -128,16 +150,22 @@ func (a *admission) pruneBucketsLocked(now time.Time) {
 	}
 }
 
-// interrupt cancels every running turn of a device and returns their session ids.
+// interrupt cancels every running turn of a device, frees their sessions and
+// slots at once, and returns their session ids.
 func (a *admission) interrupt(hardwareID string) []string {
 	a.mu.Lock()
-	defer a.mu.Unlock()
 	var ids []string
+	var turns []*activeTurn
 	for key, t := range a.active {
 		if key.hardwareID == hardwareID {
 			t.cancel(errInterrupted)
+			turns = append(turns, t)
 			ids = append(ids, key.sessionID)
 		}
+	}
+	a.mu.Unlock()
+	for _, t := range turns {
+		t.release()
 	}
 	sort.Strings(ids)
 	return ids

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -26,22 +27,37 @@ type collected struct {
 
 func (c *collected) size() int { return len(c.text) + len(c.screenshot) }
 
+// collectLimits bound the COLLECT buffer as a whole and per device.
+type collectLimits struct {
+	ttl            time.Duration
+	maxEntries     int // utterances buffered at once, all devices
+	maxBytes       int
+	perDevice      int // utterances one device may have buffered
+	perDeviceBytes int
+}
+
 // collectBuffer holds COLLECT data until its COMMIT arrives. It is bounded in
-// entries and bytes, and entries expire after ttl (upstream kept them forever).
+// entries and bytes, overall and per device, and entries expire after ttl
+// (upstream kept them forever). A device over its own bounds makes room by
+// dropping its own oldest utterances (a press it abandoned), so one device can
+// never fill the buffer for the others, and a person who presses and cancels
+// often is never refused.
 type collectBuffer struct {
-	ttl        time.Duration
-	maxEntries int
-	maxBytes   int
-	now        func() time.Time
+	collectLimits
+	now func() time.Time
 
 	mu        sync.Mutex
 	entries   map[collectKey]*collected
+	devices   map[string]*deviceUse
 	bytes     int
 	lastSweep time.Time
 }
 
-func newCollectBuffer(ttl time.Duration, maxEntries, maxBytes int) *collectBuffer {
-	return &collectBuffer{ttl: ttl, maxEntries: maxEntries, maxBytes: maxBytes, now: time.Now, entries: map[collectKey]*collected{}}
+// deviceUse is what one device holds in the buffer.
+type deviceUse struct{ entries, bytes int }
+
+func newCollectBuffer(l collectLimits) *collectBuffer {
+	return &collectBuffer{collectLimits: l, now: time.Now, entries: map[collectKey]*collected{}, devices: map[string]*deviceUse{}}
 }
 
 // put stores a COLLECT request. It reports whether the request brought
@@ -70,16 +86,86 @@ func (b *collectBuffer) put(req *pb.StreamRequest, mime string) (accepted bool, 
 		return false, nil
 	}
 	next.updated = now
-	grow := next.size()
-	if old != nil {
-		grow -= old.size()
+	if next.size() > b.perDeviceBytes {
+		return false, exhausted("collect_limit_exceeded", "this utterance is larger than one device may buffer (limits.collect_per_device_bytes = %d)", b.perDeviceBytes)
 	}
-	if !b.roomLocked(old == nil, grow, now) {
-		return false, exhausted("stream_limit_exceeded", "too many utterances are being collected right now, please retry")
+	b.fitDeviceLocked(key, old, next.size())
+	if old == nil && len(b.entries) >= b.maxEntries || b.bytes-b.sizeOf(old)+next.size() > b.maxBytes {
+		b.sweepLocked(now, true)
+		if old == nil && len(b.entries) >= b.maxEntries || b.bytes-b.sizeOf(old)+next.size() > b.maxBytes {
+			return false, exhausted("collect_limit_exceeded", "the server is holding too many spoken requests right now "+
+				"(limits.collect_max_sessions, limits.collect_max_bytes); please retry")
+		}
 	}
-	b.entries[key] = &next
-	b.bytes += grow
+	b.removeLocked(key)
+	b.addLocked(key, &next)
 	return true, nil
+}
+
+func (b *collectBuffer) sizeOf(c *collected) int {
+	if c == nil {
+		return 0
+	}
+	return c.size()
+}
+
+// fitDeviceLocked drops the device's own oldest utterances (never key) until
+// the new or grown entry of key fits its per-device bounds.
+func (b *collectBuffer) fitDeviceLocked(key collectKey, old *collected, size int) {
+	d := b.devices[key.hardwareID]
+	if d == nil {
+		return
+	}
+	fits := func() bool {
+		entries, bytes := d.entries, d.bytes-b.sizeOf(old)+size
+		if old == nil {
+			entries++
+		}
+		return entries <= b.perDevice && bytes <= b.perDeviceBytes
+	}
+	for !fits() {
+		var oldest collectKey
+		var found bool
+		var at time.Time
+		for k, c := range b.entries {
+			if k.hardwareID == key.hardwareID && k != key && (!found || c.updated.Before(at)) {
+				oldest, at, found = k, c.updated, true
+			}
+		}
+		if !found {
+			return // cannot happen: key alone fits (checked by put)
+		}
+		b.removeLocked(oldest)
+	}
+}
+
+func (b *collectBuffer) addLocked(key collectKey, c *collected) {
+	b.entries[key] = c
+	b.bytes += c.size()
+	d := b.devices[key.hardwareID]
+	if d == nil {
+		d = &deviceUse{}
+		b.devices[key.hardwareID] = d
+	}
+	d.entries++
+	d.bytes += c.size()
+}
+
+// removeLocked forgets key's entry, if any, and its accounting.
+func (b *collectBuffer) removeLocked(key collectKey) {
+	c, ok := b.entries[key]
+	if !ok {
+		return
+	}
+	delete(b.entries, key)
+	b.bytes -= c.size()
+	if d := b.devices[key.hardwareID]; d != nil {
+		d.entries--
+		d.bytes -= c.size()
+		if d.entries <= 0 {
+			delete(b.devices, key.hardwareID)
+		}
+	}
 }
 
 // liveLocked returns the entry of key, forgetting it first if it expired: stale
@@ -87,23 +173,10 @@ func (b *collectBuffer) put(req *pb.StreamRequest, mime string) (accepted bool, 
 func (b *collectBuffer) liveLocked(key collectKey, now time.Time) *collected {
 	c, ok := b.entries[key]
 	if ok && now.Sub(c.updated) > b.ttl {
-		b.bytes -= c.size()
-		delete(b.entries, key)
+		b.removeLocked(key)
 		return nil
 	}
 	return c
-}
-
-// roomLocked reports whether an entry (new or not) may grow by grow bytes,
-// sweeping expired entries once if it is tight. The sweep cannot remove the
-// entry being updated: liveLocked just confirmed it is not expired.
-func (b *collectBuffer) roomLocked(isNew bool, grow int, now time.Time) bool {
-	fits := func() bool { return (!isNew || len(b.entries) < b.maxEntries) && b.bytes+grow <= b.maxBytes }
-	if fits() {
-		return true
-	}
-	b.sweepLocked(now, true)
-	return fits()
 }
 
 // peek returns the buffered data of a session without consuming it, so a
@@ -122,11 +195,7 @@ func (b *collectBuffer) peek(hardwareID, sessionID string) (collected, bool) {
 func (b *collectBuffer) drop(hardwareID, sessionID string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	key := collectKey{hardwareID, sessionID}
-	if c, ok := b.entries[key]; ok {
-		b.bytes -= c.size()
-		delete(b.entries, key)
-	}
+	b.removeLocked(collectKey{hardwareID, sessionID})
 }
 
 // sweepLocked removes expired entries; without force it runs at most every ttl/4
@@ -138,8 +207,30 @@ func (b *collectBuffer) sweepLocked(now time.Time, force bool) {
 	b.lastSweep = now
 	for k, c := range b.entries {
 		if now.Sub(c.updated) > b.ttl {
-			b.bytes -= c.size()
-			delete(b.entries, k)
+			b.removeLocked(k)
+		}
+	}
+}
+
+// sweep removes expired entries now.
+func (b *collectBuffer) sweep() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.sweepLocked(b.now(), true)
+}
+
+// sweepEvery removes expired entries on a timer until ctx is done, so memory
+// held by abandoned utterances (a screenshot is megabytes) is returned after
+// ttl even when no COLLECT arrives to trigger a sweep.
+func (b *collectBuffer) sweepEvery(ctx context.Context, interval time.Duration) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			b.sweep()
+		case <-ctx.Done():
+			return
 		}
 	}
 }

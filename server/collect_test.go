@@ -1,8 +1,10 @@
 package server
 
 import (
+	"context"
 	"encoding/base64"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,7 +14,7 @@ import (
 
 func TestCollectBufferLastWinsAndBounds(t *testing.T) {
 	now := time.Unix(1000, 0)
-	b := newCollectBuffer(time.Minute, 2, 64)
+	b := newCollectBuffer(collectLimits{ttl: time.Minute, maxEntries: 2, maxBytes: 64, perDevice: 8, perDeviceBytes: 64})
 	b.now = func() time.Time { return now }
 	put := func(sid string, seq int32, text string) (bool, *turnError) {
 		r := collectReq(sid, seq, text)
@@ -35,7 +37,9 @@ func TestCollectBufferLastWinsAndBounds(t *testing.T) {
 		t.Fatalf("peek = %+v", c)
 	}
 	put("b", 1, "second")
-	if _, err := put("c", 1, "third"); err == nil || !strings.Contains(err.msg, "stream_limit_exceeded") {
+	r := collectReq("c", 1, "third")
+	r.HardwareId = "OTHER"
+	if _, err := b.put(r, ""); err == nil || !strings.Contains(err.msg, "collect_limit_exceeded") {
 		t.Fatalf("entry bound not enforced: %v", err)
 	}
 	if _, err := put("a", 5, strings.Repeat("x", 100)); err == nil {
@@ -69,7 +73,7 @@ func TestCollectBufferLastWinsAndBounds(t *testing.T) {
 // expired entry updated while the buffer is full must not be counted twice.
 func TestCollectAccountingUnderExpiry(t *testing.T) {
 	now := time.Unix(1000, 0)
-	b := newCollectBuffer(time.Minute, 10, 64)
+	b := newCollectBuffer(collectLimits{ttl: time.Minute, maxEntries: 10, maxBytes: 64, perDevice: 10, perDeviceBytes: 64})
 	b.now = func() time.Time { return now }
 	put := func(sid string, seq int32, text string) *turnError {
 		r := collectReq(sid, seq, text)
@@ -95,7 +99,7 @@ func TestCollectAccountingUnderExpiry(t *testing.T) {
 // TestCollectScreenshotAndTextOrdered separately: a screenshot COLLECT that
 // arrives after a newer text COLLECT still counts.
 func TestCollectScreenshotAndTextOrderedSeparately(t *testing.T) {
-	b := newCollectBuffer(time.Minute, 10, 1<<20)
+	b := newCollectBuffer(collectLimits{ttl: time.Minute, maxEntries: 10, maxBytes: 1 << 20, perDevice: 10, perDeviceBytes: 1 << 20})
 	text := collectReq("s", 3, "what is this")
 	shot := collectReq("s", 2, "")
 	shot.Screenshot = ptr(webpBase64)
@@ -172,4 +176,89 @@ func TestIdleTimeoutStopsStalledTurn(t *testing.T) {
 // newStalling is an LLM that sends one delta and then nothing.
 func newStalling(t *testing.T) *llmtest.Server {
 	return llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "Hm`, `m"}`}, Hang: true, HangAfter: 2})
+}
+
+// TestCollectPerDeviceBounds: one device's flood only ever displaces its own
+// oldest utterances; another device still gets its COLLECT in.
+func TestCollectPerDeviceBounds(t *testing.T) {
+	now := time.Unix(1000, 0)
+	b := newCollectBuffer(collectLimits{ttl: time.Minute, maxEntries: 4, maxBytes: 1000, perDevice: 2, perDeviceBytes: 100})
+	b.now = func() time.Time { now = now.Add(time.Millisecond); return now }
+	put := func(hw, sid, text string) *turnError {
+		r := collectReq(sid, 1, text)
+		r.HardwareId = hw
+		_, err := b.put(r, "")
+		return err
+	}
+	for i := range 1024 {
+		if err := put("FLOOD", newSession(), "x"); err != nil {
+			t.Fatalf("flood %d: %v", i, err)
+		}
+	}
+	if err := put("OTHER", "s1", "hello"); err != nil {
+		t.Fatalf("another device was refused during a flood: %v", err)
+	}
+	if n, bytes := b.stats(); n != 3 || bytes != 2+5 {
+		t.Fatalf("stats = %d entries, %d bytes; want the flood's last 2 and the other device's 1", n, bytes)
+	}
+	// Bytes: a device over its byte bound drops its own oldest utterance.
+	put("BIG", "a", strings.Repeat("a", 60))
+	put("BIG", "b", strings.Repeat("b", 60))
+	if _, ok := b.peek("BIG", "a"); ok {
+		t.Fatal("the older utterance should have made room for the newer one")
+	}
+	if c, ok := b.peek("BIG", "b"); !ok || len(c.text) != 60 {
+		t.Fatalf("newest utterance lost: %+v", c)
+	}
+	if err := put("HUGE", "a", strings.Repeat("h", 101)); err == nil || !strings.Contains(err.msg, "collect_limit_exceeded") {
+		t.Fatalf("an utterance over limits.collect_per_device_bytes: %v", err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	total := 0
+	for hw, d := range b.devices {
+		n, bytes := 0, 0
+		for k, c := range b.entries {
+			if k.hardwareID == hw {
+				n, bytes = n+1, bytes+c.size()
+			}
+		}
+		if n != d.entries || bytes != d.bytes {
+			t.Errorf("device %s: accounted %+v, holds %d entries %d bytes", hw, *d, n, bytes)
+		}
+		total += n
+	}
+	if total != len(b.entries) {
+		t.Errorf("per-device entries %d != %d", total, len(b.entries))
+	}
+}
+
+// TestCollectSweptOnTimer: expired data is dropped without any new COLLECT.
+func TestCollectSweptOnTimer(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1000, 0)
+	b := newCollectBuffer(collectLimits{ttl: time.Minute, maxEntries: 10, maxBytes: 1 << 20, perDevice: 10, perDeviceBytes: 1 << 20})
+	b.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	req := collectReq("s", 1, "abandoned")
+	req.Screenshot = ptr(webpBase64)
+	if _, err := b.put(req, "image/webp"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); b.sweepEvery(ctx, time.Millisecond) }()
+	defer func() { cancel(); waitClosed(t, done, "sweeper to stop") }()
+	mu.Lock()
+	now = now.Add(61 * time.Second)
+	mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if n, bytes := b.stats(); n == 0 && bytes == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("expired COLLECT data was not swept on the timer")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

@@ -257,3 +257,18 @@ func (h *harness) call(t testing.TB, req *pb.StreamRequest) ([]*pb.StreamRespons
 	}
 	return readAll(stream)
 }
+
+// waitClosed waits for ch to close, failing the test with what it waited for
+// instead of hanging: no test waits on a channel without a deadline.
+func waitClosed[T any](t testing.TB, ch <-chan T, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(waitLimit):
+		t.Fatalf("timed out after %v waiting for %s", waitLimit, what)
+	}
+}
+
+// waitLimit bounds every wait in the tests; generous, for a loaded CI machine
+// running with -race.
+const waitLimit = 20 * time.Second

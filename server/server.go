@@ -81,6 +81,12 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.Limits.MaxMessageBytes),
 		grpc.MaxSendMsgSize(cfg.Limits.MaxMessageBytes),
+		// One connection cannot open more streams than this; with the request
+		// budget it bounds what a single client can make the server hold.
+		grpc.MaxConcurrentStreams(uint32(cfg.Limits.MaxStreamsPerConn)),
+		grpc.StreamInterceptor(s.svc.streamInterceptor),
+		grpc.UnaryInterceptor(s.svc.unaryInterceptor),
+		grpc.StatsHandler(refusedLogger{s.svc}),
 		// The shipped client pings every 120 s during a call; grpc-go's default
 		// policy (5 min) would answer with GOAWAY too_many_pings.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.Limits.KeepaliveMinTime.Duration, PermitWithoutStream: true}),
@@ -124,7 +130,13 @@ func (s *Server) HTTPAddr() net.Addr {
 func (s *Server) Serve(ctx context.Context) error {
 	errc := make(chan error, 2)
 	var wg sync.WaitGroup
-	wg.Add(1)
+	sweepCtx, stopSweep := context.WithCancel(context.Background())
+	defer stopSweep()
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		s.svc.collect.sweepEvery(sweepCtx, sweepInterval(s.cfg.Limits.CollectTTL.Duration))
+	}()
 	go func() { defer wg.Done(); errc <- s.grpc.Serve(s.grpcLn) }()
 	if s.httpLn != nil {
 		wg.Add(1)
@@ -142,9 +154,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	case err = <-errc:
 	}
 	s.shutdown()
+	stopSweep()
 	wg.Wait()
 	return err
 }
+
+// sweepInterval is how often expired COLLECT data is dropped: a quarter of
+// its lifetime, so nothing outlives limits.collect_ttl by more than that.
+func sweepInterval(ttl time.Duration) time.Duration { return max(ttl/4, time.Second) }
 
 func (s *Server) logStart() {
 	attrs := []any{"scope", "server", "decision", "start", "version", Version, "grpc", s.GRPCAddr().String(),
@@ -161,6 +178,8 @@ func (s *Server) logStart() {
 func (s *Server) shutdown() {
 	start := time.Now()
 	s.svc.adm.drain()
+	s.log.Info("Shutting down: new turns are refused; running turns may finish", "scope", "server", "decision", "drain",
+		"active_turns", s.svc.adm.running(), "grace_period", s.cfg.Limits.GracePeriod.Duration.String())
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Limits.GracePeriod.Duration)
 	defer cancel()
 	// Both listeners drain at once, each within the same grace period.
@@ -171,6 +190,8 @@ func (s *Server) shutdown() {
 	select {
 	case <-grpcDone:
 	case <-ctx.Done():
+		s.log.Warn("Grace period over: cancelling the turns still running", "scope", "server", "decision", "cancel_all",
+			"active_turns", s.svc.adm.running())
 		s.svc.adm.cancelAll(errShutdown)
 		s.grpc.Stop()
 		<-grpcDone

@@ -34,6 +34,7 @@ type service struct {
 	tts     tts.Synthesizer
 	adm     *admission
 	collect *collectBuffer
+	budget  *requestBudget
 	now     func() time.Time
 
 	llmMissing string
@@ -43,9 +44,11 @@ func newService(cfg *config.Config, log *slog.Logger, model llm.Provider, llmMis
 	l := cfg.Limits
 	return &service{
 		cfg: cfg, log: log, llm: model, llmMissing: llmMissing, tts: speech,
-		adm:     newAdmission(l.MaxConcurrentStreams, l.MaxRatePerSecond),
-		collect: newCollectBuffer(l.CollectTTL.Duration, l.CollectMaxSessions, l.CollectMaxBytes),
-		now:     time.Now,
+		adm: newAdmission(l.MaxConcurrentStreams, l.MaxTurnsPerDevice, l.MaxRatePerSecond),
+		collect: newCollectBuffer(collectLimits{ttl: l.CollectTTL.Duration, maxEntries: l.CollectMaxSessions, maxBytes: l.CollectMaxBytes,
+			perDevice: l.CollectPerDevice, perDeviceBytes: l.CollectPerDeviceBytes}),
+		budget: newRequestBudget(l.RequestBytesInFlight, l.MaxMessageBytes, l.ReceiveTimeout.Duration),
+		now:    time.Now,
 	}
 }
 
@@ -111,15 +114,22 @@ func (s *service) commitPhase(req *pb.StreamRequest, mime string, stream grpc.Se
 	if shot != "" {
 		in.image = &llm.Image{MIME: mime, Base64: shot}
 	}
-	t := &turn{svc: s, in: in, ctx: ctx, cancel: cancel, send: stream.Send}
+	out := newOutbox(ctx, cancel, stream.Send, recycleStream, s.cfg.Limits.SendTimeout.Duration)
+	t := &turn{svc: s, in: in, ctx: ctx, cancel: cancel, out: out}
 	t.tm.mark(&t.tm.admitted, start)
 	err := t.run()
+	delivered := out.finish()
+	if !delivered && err == nil {
+		err = errSendStalled // the last messages never left: the client stopped reading
+	}
 	s.logTurn(t, err)
 	if err == nil {
 		return nil
 	}
 	te := classify(ctx, err)
-	if !t.sentAny {
+	if !t.sentAny && delivered {
+		// The sender has ended, so this goroutine may send; nothing was
+		// queued before, so flow control cannot hold this one message.
 		return s.sendError(stream.Send, te)
 	}
 	return te.status() // after data: no error_message, no end_message (SPEC §2)
@@ -173,22 +183,56 @@ func (s *service) ReportUsage(_ context.Context, req *pb.UsageRequest) (*pb.Usag
 // duration_sec is an estimate from the text, as the field is documented.
 func (s *service) GenerateWelcomeAudio(req *pb.WelcomeRequest, stream grpc.ServerStreamingServer[pb.WelcomeResponse]) error {
 	start := s.now()
-	w, err := s.startWelcome(stream.Context(), req)
+	ctx, cancel := context.WithCancelCause(stream.Context())
+	defer cancel(nil)
+	w, err := s.startWelcome(ctx, req)
+	if err != nil {
+		te := classify(ctx, err)
+		decision := "reject"
+		if welcomeLevel(te) == slog.LevelWarn {
+			decision = "error"
+		}
+		s.decision(welcomeLevel(te), "GenerateWelcomeAudio", decision, start, welcomeAttrs(req, te)...)
+		_ = stream.Send(&pb.WelcomeResponse{Content: &pb.WelcomeResponse_ErrorMessage{ErrorMessage: te.msg}})
+		return te.status()
+	}
+	defer w.release()
+	defer w.pcm.Close()
+	out := newOutbox(ctx, cancel, stream.Send, recycleWelcome, s.cfg.Limits.SendTimeout.Duration)
+	err = w.stream(out)
 	if err == nil {
-		defer w.release()
-		defer w.pcm.Close()
-		err = w.stream(stream)
+		err = out.put(&pb.WelcomeResponse{Content: &pb.WelcomeResponse_EndMessage{EndMessage: welcomeDone}})
+	}
+	delivered := out.finish()
+	if !delivered && err == nil {
+		err = errSendStalled
 	}
 	if err != nil {
-		te := classify(stream.Context(), err)
-		s.decision(slog.LevelWarn, "GenerateWelcomeAudio", "error", start, slog.String("error_type", te.kind), slog.String("error", te.Error()))
-		if !w.sentAny() {
+		te := classify(ctx, err)
+		s.decision(welcomeLevel(te), "GenerateWelcomeAudio", "error", start, welcomeAttrs(req, te)...)
+		if !w.sentAny() && delivered {
 			_ = stream.Send(&pb.WelcomeResponse{Content: &pb.WelcomeResponse_ErrorMessage{ErrorMessage: te.msg}})
 		}
 		return te.status()
 	}
-	s.decision(slog.LevelInfo, "GenerateWelcomeAudio", "complete", start, slog.Int("chunks", w.chunks), slog.Float64("audio_sec", audio.Duration(w.bytes).Seconds()))
-	return stream.Send(&pb.WelcomeResponse{Content: &pb.WelcomeResponse_EndMessage{EndMessage: welcomeDone}})
+	s.decision(slog.LevelInfo, "GenerateWelcomeAudio", "complete", start, slog.String("session_id", truncate(req.GetSessionId(), 64)),
+		slog.Int("chunks", w.chunks), slog.Float64("audio_sec", audio.Duration(w.bytes).Seconds()))
+	return nil
+}
+
+// welcomeLevel logs failures the operator can act on (a provider down) as
+// warnings, and what the client did (cancel, bad input) as info, like the
+// turns of StreamAudio.
+func welcomeLevel(te *turnError) slog.Level {
+	switch te.kind {
+	case "cancelled_by_user", "validation_failed", "stream_limit_exceeded":
+		return slog.LevelInfo
+	}
+	return slog.LevelWarn
+}
+
+func welcomeAttrs(req *pb.WelcomeRequest, te *turnError) []any {
+	return []any{slog.String("session_id", truncate(req.GetSessionId(), 64)), slog.String("error_type", te.kind), slog.String("error", te.Error())}
 }
 
 // welcome is one GenerateWelcomeAudio in progress.
@@ -241,8 +285,8 @@ func (s *service) startWelcome(ctx context.Context, req *pb.WelcomeRequest) (*we
 // charsPerSecond is a typical speaking rate, for the duration estimate.
 const charsPerSecond = 15
 
-// stream sends metadata with the first chunk, then the rest as produced.
-func (w *welcome) stream(stream grpc.ServerStreamingServer[pb.WelcomeResponse]) error {
+// stream queues metadata with the first chunk, then the rest as produced.
+func (w *welcome) stream(out *outbox[pb.WelcomeResponse]) error {
 	chunker := audio.NewChunker(w.pcm)
 	for {
 		c, err := chunker.Next()
@@ -253,21 +297,21 @@ func (w *welcome) stream(stream grpc.ServerStreamingServer[pb.WelcomeResponse]) 
 			return fmt.Errorf("%w: %w", errTTS, err)
 		}
 		if w.bytes += len(c); w.bytes > w.limit {
+			audio.Recycle(c)
 			return invalid("the text is too long to speak at once (over tts.max_welcome_seconds)")
 		}
 		if w.chunks == 0 {
 			meta := &pb.WelcomeMetadata{Method: w.method, DurationSec: w.estimate,
 				SampleRate: audio.SampleRate, Channels: audio.Channels, Dtype: audio.DType}
-			if err := stream.Send(&pb.WelcomeResponse{Content: &pb.WelcomeResponse_Metadata{Metadata: meta}}); err != nil {
+			if err := out.put(&pb.WelcomeResponse{Content: &pb.WelcomeResponse_Metadata{Metadata: meta}}); err != nil {
+				audio.Recycle(c)
 				return err
 			}
 		}
-		err = stream.Send(&pb.WelcomeResponse{Content: &pb.WelcomeResponse_AudioChunk{AudioChunk: audioChunk(c)}})
-		audio.Recycle(c)
-		if err != nil {
+		w.chunks++ // counted when queued: from here on the client may have data
+		if err := out.put(&pb.WelcomeResponse{Content: &pb.WelcomeResponse_AudioChunk{AudioChunk: audioChunk(c)}}); err != nil {
 			return err
 		}
-		w.chunks++
 	}
 	if w.chunks == 0 {
 		return fmt.Errorf("%w: the provider returned no audio", errTTS)

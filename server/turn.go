@@ -68,7 +68,7 @@ type turn struct {
 	in     turnInput
 	ctx    context.Context
 	cancel context.CancelCauseFunc
-	send   func(*pb.StreamResponse) error
+	out    *outbox[pb.StreamResponse] // the only way to the client: see outbox
 	idle   *time.Timer
 	tm     timings
 
@@ -84,6 +84,9 @@ type turn struct {
 }
 
 func (t *turn) touch() { t.idle.Reset(t.svc.cfg.Limits.IdleTimeout.Duration) }
+
+// send queues a message for the client; it fails only when the turn is over.
+func (t *turn) send(m *pb.StreamResponse) error { return t.out.put(m) }
 
 // run streams the answer. An error returned before anything was sent is
 // reported by the caller as error_message + status; after, the stream just ends.
@@ -285,11 +288,8 @@ func (t *turn) stream(job *speechJob) error {
 			audio.Recycle(chunk)
 			continue // the client drops all-zero chunks; do not spend bandwidth on them
 		}
-		err := t.send(audioResponse(chunk))
-		// Send has serialized the message; nothing (no stats handler is
-		// installed) refers to the buffer any more.
-		audio.Recycle(chunk)
-		if err != nil {
+		// The outbox recycles the buffer once the message is sent.
+		if err := t.send(audioResponse(chunk)); err != nil {
 			return err
 		}
 		t.chunks++

@@ -1,0 +1,120 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/nexy-server/nexy/audio"
+	pb "github.com/nexy-server/nexy/proto"
+)
+
+// outboxDepth is how many messages may wait for the sender: enough to keep
+// the network busy while the next chunk is encoded, small enough that a slow
+// client holds at most a few chunks of audio here.
+const outboxDepth = 8
+
+// outbox decouples an RPC's pipeline from the network. grpc-go's Send blocks
+// on HTTP/2 flow control while the client does not read, and only the end of
+// the RPC (the handler returning) releases it; cancelling a context derived
+// from the stream does not. So the pipeline never calls Send itself: it hands
+// messages to one sender goroutine through put, which always obeys the
+// pipeline's context. When a single Send makes no progress for the send
+// timeout, the outbox cancels the pipeline with errSendStalled; the handler
+// then returns, which frees the admission slot and ends the stream, and that
+// in turn releases the blocked Send.
+type outbox[M any] struct {
+	ctx     context.Context
+	cancel  context.CancelCauseFunc
+	send    func(*M) error
+	recycle func(*M) // returns a message's pooled buffers once it is no longer needed
+	ch      chan *M
+	done    chan struct{} // closed when the sender goroutine has ended
+	stalled chan struct{} // closed when a Send made no progress for the send timeout
+	stall   *time.Timer
+	once    sync.Once
+	closed  bool
+}
+
+// newOutbox starts the sender goroutine. It ends once finish has been called
+// and every queued message has been sent or dropped; a Send blocked on a
+// client that does not read ends when the RPC handler returns.
+func newOutbox[M any](ctx context.Context, cancel context.CancelCauseFunc, send func(*M) error, recycle func(*M), sendTimeout time.Duration) *outbox[M] {
+	o := &outbox[M]{ctx: ctx, cancel: cancel, send: send, recycle: recycle,
+		ch: make(chan *M, outboxDepth), done: make(chan struct{}), stalled: make(chan struct{})}
+	o.stall = time.AfterFunc(time.Hour, func() {
+		o.once.Do(func() { close(o.stalled) })
+		o.cancel(errSendStalled)
+	})
+	o.stall.Stop()
+	go o.run(sendTimeout)
+	return o
+}
+
+func (o *outbox[M]) run(sendTimeout time.Duration) {
+	defer close(o.done)
+	failed := false
+	for m := range o.ch {
+		// After a failed Send or a cancelled pipeline nothing more goes out:
+		// an interrupted turn must not keep talking. A pipeline that ended
+		// by itself (errTurnDone) still delivers what it queued.
+		if failed || o.ctx.Err() != nil && !errors.Is(context.Cause(o.ctx), errTurnDone) {
+			o.recycle(m)
+			continue
+		}
+		o.stall.Reset(sendTimeout)
+		err := o.send(m)
+		o.stall.Stop()
+		// Send has serialized the message; nothing refers to its buffers now.
+		o.recycle(m)
+		if err != nil {
+			failed = true
+			o.cancel(err)
+		}
+	}
+}
+
+// put queues m for sending. It fails only when the pipeline's context is
+// done, and never blocks beyond that: the caller always gets control back.
+func (o *outbox[M]) put(m *M) error {
+	select {
+	case o.ch <- m:
+		return nil
+	case <-o.ctx.Done():
+		o.recycle(m)
+		return context.Cause(o.ctx)
+	}
+}
+
+// finish closes the outbox and waits until everything queued has been sent,
+// or until a Send stalls (then false: the caller must return from the RPC
+// handler without sending anything else, which releases the stalled Send).
+// Only the goroutine that calls put may call finish, once.
+func (o *outbox[M]) finish() bool {
+	if o.closed {
+		return true
+	}
+	o.closed = true
+	close(o.ch)
+	select {
+	case <-o.done:
+		return true
+	case <-o.stalled:
+		return false
+	}
+}
+
+// recycleStream returns the audio buffer of a StreamAudio message to the pool.
+func recycleStream(m *pb.StreamResponse) {
+	if a := m.GetAudioChunk(); a != nil {
+		audio.Recycle(a.AudioData)
+	}
+}
+
+// recycleWelcome returns the audio buffer of a welcome message to the pool.
+func recycleWelcome(m *pb.WelcomeResponse) {
+	if a := m.GetAudioChunk(); a != nil {
+		audio.Recycle(a.AudioData)
+	}
+}
