@@ -8,6 +8,7 @@ import (
 	"math/cmplx"
 	"math/rand/v2"
 	"testing"
+	"time"
 )
 
 var testRates = []int{8000, 11025, 16000, 22050, 24000, 44100, 48000, 96000}
@@ -339,8 +340,13 @@ func TestConcurrentDecoders(t *testing.T) {
 		}()
 	}
 	for g := 0; g < 16; g++ {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("a concurrent decode never finished")
 		}
 	}
 }

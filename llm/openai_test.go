@@ -455,8 +455,13 @@ func TestCloseAbortsAndIsIdempotent(t *testing.T) {
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if err := <-done; err == nil || !strings.Contains(err.Error(), "stream closed") {
-			t.Fatalf("blocked Recv after Close = %v", err)
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "stream closed") {
+				t.Fatalf("blocked Recv after Close = %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("a Recv blocked in another goroutine was not released by Close")
 		}
 		if _, err := s.Recv(); err == nil || !strings.Contains(err.Error(), "stream closed") {
 			t.Fatalf("Recv after Close = %v", err)

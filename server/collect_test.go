@@ -170,7 +170,7 @@ func TestIdleTimeoutStopsStalledTurn(t *testing.T) {
 	if len(msgs) != 1 || !strings.Contains(msgs[0].GetErrorMessage(), "stalled") || err == nil {
 		t.Fatalf("stalled turn: %v %v", msgs, err)
 	}
-	<-fake.Disconnected()
+	waitClosed(t, fake.Disconnected(), "the stalled LLM request to be aborted")
 }
 
 // newStalling is an LLM that sends one delta and then nothing.

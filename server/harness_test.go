@@ -87,7 +87,10 @@ func (f *speechFake) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		fl.Flush()
 		if hang && off == 0 {
-			<-r.Context().Done()
+			select { // until the client leaves (bounded: a test never hangs here)
+			case <-r.Context().Done():
+			case <-time.After(waitLimit):
+			}
 			f.once.Do(func() { close(f.gone) })
 			return
 		}
@@ -192,7 +195,11 @@ func startServer(t testing.TB, cfg *config.Config, opts ...Option) *harness {
 		once.Do(func() {
 			conn.Close()
 			cancel()
-			serveErr = <-done
+			select {
+			case serveErr = <-done:
+			case <-time.After(cfg.Limits.GracePeriod.Duration + waitLimit):
+				serveErr = errors.New("Serve did not return after shutdown")
+			}
 		})
 		return serveErr
 	}

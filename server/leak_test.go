@@ -38,8 +38,7 @@ func TestNoGoroutineOutlivesItsTurns(t *testing.T) {
 	if err := h.stop(); err != nil {
 		t.Fatal(err)
 	}
-	// Pooled keep-alive connections to the fakes are not turns; drop them.
-	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+	closeIdleProviderConns()
 	deadline := time.Now().Add(10 * time.Second)
 	for runtime.NumGoroutine() > base {
 		if time.Now().After(deadline) {
@@ -80,7 +79,7 @@ func TestShutdownCancelsAfterGrace(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve did not return after the grace period")
 	}
-	<-fake.Disconnected()
+	waitClosed(t, fake.Disconnected(), "the LLM request to be aborted")
 	if n := h.srv.svc.adm.running(); n != 0 {
 		t.Fatalf("%d turns still hold a slot", n)
 	}
@@ -101,4 +100,10 @@ func TestHealth(t *testing.T) {
 		resp.Header.Get("Cache-Control") != "public, max-age=30" {
 		t.Fatalf("health = %d %v %v", resp.StatusCode, body, resp.Header)
 	}
+}
+
+// closeIdleProviderConns drops pooled keep-alive connections to the fakes:
+// they are not turns, and their goroutines would count as leaks.
+func closeIdleProviderConns() {
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
 }

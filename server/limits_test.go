@@ -169,7 +169,7 @@ func TestFirstTokenTimeout(t *testing.T) {
 	if status.Code(err) != codes.DeadlineExceeded || len(msgs) != 1 || !strings.Contains(msgs[0].GetErrorMessage(), "first_token_timeout") {
 		t.Fatalf("no first token: %v %v", msgs, err)
 	}
-	<-fake.Disconnected()
+	waitClosed(t, fake.Disconnected(), "the LLM request to be aborted")
 }
 
 func TestActionsGatedByFlagsAndKillSwitch(t *testing.T) {

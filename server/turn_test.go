@@ -245,11 +245,11 @@ func TestInterruptSessionCancelsTurns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Wait until the turn holds its slot, then interrupt the device.
-	deadline := time.Now().Add(10 * time.Second)
-	for h.srv.svc.adm.running() == 0 && time.Now().Before(deadline) {
-		time.Sleep(2 * time.Millisecond)
-	}
+	// Wait until the model has the request, then interrupt the device. (An
+	// interrupt that lands after admission but before the request is sent
+	// cancels the turn just as well, but then the fake never sees a client
+	// to lose: waiting for the slot alone made this test hang.)
+	waitFor(t, "the LLM request to arrive", func() bool { return len(fake.Requests()) == 1 })
 	resp, err := h.client.InterruptSession(ctx, &pb.InterruptRequest{HardwareId: testHW})
 	if err != nil || !resp.GetSuccess() || len(resp.GetInterruptedSessions()) != 1 || resp.GetInterruptedSessions()[0] != sid {
 		t.Fatalf("InterruptSession = %v, %v", resp, err)
@@ -263,7 +263,7 @@ func TestInterruptSessionCancelsTurns(t *testing.T) {
 			t.Fatal("an interrupted turn must not end with end_message")
 		}
 	}
-	<-fake.Disconnected()
+	waitClosed(t, fake.Disconnected(), "the LLM request to be aborted")
 	waitIdle(t, h)
 	// The interrupt never blocks the next question (upstream refused it for 5 s).
 	msgs, err = h.call(t, commitReq(newSession(), "hello"))
