@@ -69,10 +69,9 @@ func NewCommand(cfg CommandConfig) (*Command, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tts command: Command: %w", err)
 	}
-	c := &Command{cfg: cfg, path: path, args: argv[1:], stdin: true}
+	c := &Command{cfg: cfg, path: path, args: argv[1:], stdin: true, useVoice: CommandUsesVoice(argv)}
 	for _, a := range c.args {
 		c.stdin = c.stdin && !strings.Contains(a, "{text}")
-		c.useVoice = c.useVoice || strings.Contains(a, "{voice}")
 	}
 	switch c.cfg.Format {
 	case "":
