@@ -3,11 +3,7 @@
 // messages that name the offending key. No other package reads the environment.
 package config
 
-import (
-	"fmt"
-	"net"
-	"time"
-)
+import "time"
 
 // Config is the whole server configuration. TOML keys are the canonical names
 // of SPEC §10; the env override of key a.b is NEXY_A_B.
@@ -149,11 +145,11 @@ type Duration struct{ time.Duration }
 
 // UnmarshalText parses Go duration syntax.
 func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
+	v, err := parseDuration(string(b))
 	if err != nil {
-		return fmt.Errorf("not a duration like \"30s\": %q", b)
+		return err
 	}
-	d.Duration = v
+	*d = v
 	return nil
 }
 
@@ -200,193 +196,4 @@ func Default(profile string) Config {
 		c.Limits.RequestBytesInFlight = 256 << 20
 	}
 	return c
-}
-
-// Validate checks every value and names the key of the first bad one.
-func (c *Config) Validate() error {
-	checks := []func() error{c.validateServer, c.validateListen, c.validateLLM, c.validateTTS, c.validateSpeech, c.validateLimits, c.validateLog}
-	for _, check := range checks {
-		if err := check(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (c *Config) validateServer() error {
-	if err := oneOf("server.profile", c.Server.Profile, "dev", "prod"); err != nil {
-		return err
-	}
-	if c.Server.DataDir == "" {
-		return keyErr("server.data_dir", "must not be empty")
-	}
-	return nil
-}
-
-func (c *Config) validateListen() error {
-	if err := oneOf("tls.mode", c.TLS.Mode, "acme", "files", "self-signed", "off"); err != nil {
-		return err
-	}
-	if c.TLS.Mode != "off" || c.Listen.Address != "" {
-		return keyErr("tls.mode", "TLS termination (listen.address with tls.mode %q) is not built into this version yet; "+
-			"set tls.mode = \"off\", leave listen.address empty and put a TLS proxy in front of listen.grpc_plain", c.TLS.Mode)
-	}
-	if c.Listen.GRPCPlain == "" {
-		return keyErr("listen.grpc_plain", "must be set while the TLS listener is not available")
-	}
-	for key, addr := range map[string]string{"listen.grpc_plain": c.Listen.GRPCPlain, "listen.http_plain": c.Listen.HTTPPlain} {
-		if addr == "" {
-			continue
-		}
-		if err := checkPlainAddr(addr, c.Listen.AllowPublicPlain); err != nil {
-			return keyErr(key, "%v", err)
-		}
-	}
-	return nil
-}
-
-// checkPlainAddr allows plaintext only on loopback unless forced (SPEC §9).
-func checkPlainAddr(addr string, force bool) error {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("%q is not host:port: %v", addr, err)
-	}
-	if port == "" {
-		return fmt.Errorf("%q has no port", addr)
-	}
-	if force || host == "localhost" {
-		return nil
-	}
-	ip := net.ParseIP(host)
-	if ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("%q is not a loopback address; plaintext is allowed only on loopback unless listen.allow_public_plain = true", addr)
-	}
-	return nil
-}
-
-func (c *Config) validateLLM() error {
-	if err := oneOf("llm.provider", c.LLM.Provider, "gemini", "openai"); err != nil {
-		return err
-	}
-	if c.LLM.Model == "" {
-		return keyErr("llm.model", "must not be empty")
-	}
-	if c.LLM.Provider == "openai" && c.LLM.BaseURL == "" {
-		return keyErr("llm.base_url", "is required for provider \"openai\" (the /v1 root, e.g. http://localhost:11434/v1)")
-	}
-	if c.LLM.Timeout.Duration <= 0 {
-		return keyErr("llm.timeout", "must be positive")
-	}
-	if c.LLM.FirstTokenTimeout.Duration <= 0 {
-		return keyErr("llm.first_token_timeout", "must be positive")
-	}
-	if c.LLM.Temperature < 0 || c.LLM.Temperature > 2 {
-		return keyErr("llm.temperature", "%v is outside 0..2", c.LLM.Temperature)
-	}
-	if c.LLM.MaxOutputTokens < 1 {
-		return keyErr("llm.max_output_tokens", "must be at least 1")
-	}
-	if c.LLM.Retries < 0 || c.LLM.Retries > 5 {
-		return keyErr("llm.retries", "%d is outside 0..5", c.LLM.Retries)
-	}
-	if c.LLM.RetryBackoff.Duration < 0 || c.LLM.RetryBackoff.Duration > 10*time.Second {
-		return keyErr("llm.retry_backoff", "must be between 0s and 10s")
-	}
-	if c.LLM.ThinkingBudget < -1 || c.LLM.ThinkingBudget > 32768 {
-		return keyErr("llm.thinking_budget", "%d is outside -1..32768", c.LLM.ThinkingBudget)
-	}
-	return nil
-}
-
-func (c *Config) validateTTS() error {
-	t := c.TTS
-	if err := oneOf("tts.provider", t.Provider, "edge", "azure", "openai", "command"); err != nil {
-		return err
-	}
-	switch {
-	case t.Provider == "openai" && t.BaseURL == "":
-		return keyErr("tts.base_url", "is required for provider \"openai\" (the /v1 root, e.g. http://localhost:8880/v1)")
-	case t.Provider == "azure" && t.Region == "" && t.BaseURL == "":
-		return keyErr("tts.region", "is required for provider \"azure\" (e.g. \"westeurope\"), or set tts.base_url")
-	case t.Provider == "command" && t.Command == "":
-		return keyErr("tts.command", "is required for provider \"command\" (e.g. \"espeak-ng --stdout\")")
-	}
-	if t.Format != "" {
-		if err := oneOf("tts.format", t.Format, "wav", "pcm", "raw"); err != nil {
-			return err
-		}
-	}
-	if t.SampleRate < 0 || t.SampleRate > 192000 {
-		return keyErr("tts.sample_rate", "%d is outside 0..192000", t.SampleRate)
-	}
-	if t.Timeout.Duration <= 0 {
-		return keyErr("tts.timeout", "must be positive")
-	}
-	if t.Retries < 0 || t.Retries > 5 {
-		return keyErr("tts.retries", "%d is outside 0..5", t.Retries)
-	}
-	if t.RetryBackoff.Duration < 0 || t.RetryBackoff.Duration > 10*time.Second {
-		return keyErr("tts.retry_backoff", "must be between 0s and 10s")
-	}
-	if t.Lookahead < 1 || t.Lookahead > 8 {
-		return keyErr("tts.lookahead", "%d is outside 1..8", t.Lookahead)
-	}
-	if t.WelcomeText == "" {
-		return keyErr("tts.welcome_text", "must not be empty")
-	}
-	if t.MaxWelcomeSeconds < 1 || t.MaxWelcomeSeconds > 600 {
-		return keyErr("tts.max_welcome_seconds", "%d is outside 1..600", t.MaxWelcomeSeconds)
-	}
-	return nil
-}
-
-func (c *Config) validateSpeech() error {
-	s := c.Speech
-	switch {
-	case s.FirstMinWords < 1:
-		return keyErr("speech.first_min_words", "must be at least 1")
-	case s.MinWords < 1:
-		return keyErr("speech.min_words", "must be at least 1")
-	case s.MinChars < 1:
-		return keyErr("speech.min_chars", "must be at least 1")
-	case s.MaxChars < 40 || s.MaxChars < s.MinChars || s.MaxChars > 2000:
-		return keyErr("speech.max_chars", "%d must be between 40 (and at least speech.min_chars) and 2000", s.MaxChars)
-	}
-	return nil
-}
-
-func (c *Config) validateLimits() error {
-	l := c.Limits
-	oneUtterance := l.MaxScreenshotBytes + 4*l.MaxPromptChars // a COLLECT of the largest screenshot and transcript (UTF-8)
-	checks := []error{
-		intIn("limits.max_concurrent_streams", l.MaxConcurrentStreams, 1, 100000),
-		floatIn("limits.max_rate_per_second", l.MaxRatePerSecond, 0, 1000),
-		durIn("limits.idle_timeout", l.IdleTimeout, time.Second, time.Hour),
-		durIn("limits.grace_period", l.GracePeriod, 0, 10*time.Minute),
-		durIn("limits.send_timeout", l.SendTimeout, time.Second, 10*time.Minute),
-		durIn("limits.receive_timeout", l.ReceiveTimeout, time.Second, 5*time.Minute),
-		bytesIn("limits.max_message_bytes", l.MaxMessageBytes, 64<<10, "", 256<<20, ""),
-		intIn("limits.max_prompt_chars", l.MaxPromptChars, 1, 1000000),
-		bytesIn("limits.max_screenshot_bytes", l.MaxScreenshotBytes, 0, "", int64(l.MaxMessageBytes)-1, "limits.max_message_bytes - 1"),
-		intIn("limits.max_id_length", l.MaxIDLength, 8, 1024),
-		durIn("limits.collect_ttl", l.CollectTTL, time.Second, time.Hour),
-		intIn("limits.collect_max_sessions", l.CollectMaxSessions, 1, 1000000),
-		bytesIn("limits.collect_max_bytes", l.CollectMaxBytes, 1<<20, "", 64<<30, ""),
-		intInRef("limits.max_turns_per_device", l.MaxTurnsPerDevice, 1, l.MaxConcurrentStreams, "limits.max_concurrent_streams"),
-		intInRef("limits.collect_per_device", l.CollectPerDevice, 1, l.CollectMaxSessions, "limits.collect_max_sessions"),
-		bytesIn("limits.collect_per_device_bytes", l.CollectPerDeviceBytes,
-			int64(oneUtterance), "limits.max_screenshot_bytes + 4 × limits.max_prompt_chars",
-			int64(l.CollectMaxBytes), "limits.collect_max_bytes"),
-		intIn("limits.max_streams_per_conn", l.MaxStreamsPerConn, 1, 10000),
-		bytesIn("limits.request_bytes_in_flight", l.RequestBytesInFlight, int64(l.MaxMessageBytes), "limits.max_message_bytes", 64<<30, ""),
-		durIn("limits.keepalive_min_time", l.KeepaliveMinTime, time.Second, time.Minute),
-	}
-	return firstErr(checks)
-}
-
-func (c *Config) validateLog() error {
-	if err := oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error"); err != nil {
-		return err
-	}
-	return oneOf("log.format", c.Log.Format, "text", "json")
 }

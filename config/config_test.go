@@ -152,6 +152,52 @@ func TestErrorsNameTheKey(t *testing.T) {
 		t.Chdir(dir)
 		_, err := Load(path, env)
 		wantErr(t, err, c.key)
+		if c.key != "llm.modle" {
+			wantErr(t, err, c.key+" ("+EnvName(c.key)+")")
+		}
+	}
+}
+
+// TestValueMessages: a value of the wrong kind, in the file or the
+// environment, is named by key and env variable and says how to write it.
+func TestValueMessages(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	cases := []struct{ file, env, want string }{
+		{"[limits]\nidle_timeout = 30\n", "",
+			`config: nexy.toml: limits.idle_timeout (NEXY_LIMITS_IDLE_TIMEOUT): 30 is not a duration; write it like "30s"`},
+		{"[limits]\nidle_timeout = \"soon\"\n", "",
+			`config: nexy.toml: limits.idle_timeout (NEXY_LIMITS_IDLE_TIMEOUT): "soon" is not a duration; write it like "30s"`},
+		{"[limits]\nidle_timeout = \"30\"\n", "", `"30" is not a duration; write it like "30s"`},
+		{"[limits]\nidle_timeout = 2024-01-01\n", "", `limits.idle_timeout (NEXY_LIMITS_IDLE_TIMEOUT): 2024-01-01 is not a duration`},
+		{"", "NEXY_LIMITS_IDLE_TIMEOUT=forever",
+			`config: environment: limits.idle_timeout (NEXY_LIMITS_IDLE_TIMEOUT): "forever" is not a duration; write it like "30s"`},
+		{"[limits]\nmax_concurrent_streams = \"many\"\n", "",
+			`limits.max_concurrent_streams (NEXY_LIMITS_MAX_CONCURRENT_STREAMS): "many" is not an integer`},
+		{"[limits]\nmax_concurrent_streams = 1.5\n", "", `1.5 is not an integer`},
+		{"[limits]\nmax_concurrent_streams = 99999999999999999999\n", "",
+			`line 2 column 26: limits.max_concurrent_streams (NEXY_LIMITS_MAX_CONCURRENT_STREAMS): `},
+		{"[limits]\nmax_rate_per_second = \"2\"\n", "", `limits.max_rate_per_second (NEXY_LIMITS_MAX_RATE_PER_SECOND): "2" is not a number`},
+		{"[features]\nbrowser = 1\n", "", `features.browser (NEXY_FEATURES_BROWSER): 1 is not true or false`},
+		{"[llm]\nmodel = 3\n", "", `llm.model (NEXY_LLM_MODEL): 3 is not a string`},
+		{"limits = 3\n", "", `limits: 3 is not a table`},
+		{"[llm]\nmodle = \"x\"\nfoo = 1\n", "", `unknown keys llm.foo, llm.modle (did you mean llm.model?)`},
+		{"[limits\n", "", `nexy.toml: line 1 column 8: `},
+		{"", "NEXY_LIMITS_MAX_CONCURRENT_STREAMS=lots", `config: environment: limits.max_concurrent_streams (NEXY_LIMITS_MAX_CONCURRENT_STREAMS): "lots" is not an integer`},
+	}
+	for _, c := range cases {
+		os.Remove("nexy.toml")
+		if c.file != "" {
+			writeFile(t, "nexy.toml", c.file)
+		}
+		var env []string
+		if c.env != "" {
+			env = []string{c.env}
+		}
+		_, err := Load("", env)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q %q:\n got %v\nwant %s", c.file, c.env, err, c.want)
+		}
 	}
 }
 
@@ -254,6 +300,107 @@ func TestLimitRanges(t *testing.T) {
 		_, err := Load("", []string{c.env})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: got %v, want it to contain %q", c.env, err, c.want)
+		}
+	}
+}
+
+// TestProviderSettingErrors: every llm.* and tts.* setting with a bad value is
+// refused by validation (before any provider constructor sees it) with a
+// message naming its TOML key and env variable.
+func TestProviderSettingErrors(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key")
+	writeFile(t, keyFile, "a key with spaces\n")
+	long := strings.Repeat("x", 201)
+	azure := []string{"NEXY_TTS_PROVIDER=azure", "NEXY_TTS_REGION=westeurope", "NEXY_TTS_API_KEY=k"}
+	openai := []string{"NEXY_TTS_PROVIDER=openai", "NEXY_TTS_BASE_URL=http://localhost:8880/v1"}
+	command := []string{"NEXY_TTS_PROVIDER=command", "NEXY_TTS_COMMAND=cat"}
+	llmOpenAI := []string{"NEXY_LLM_PROVIDER=openai", "NEXY_LLM_BASE_URL=http://localhost:11434/v1", "NEXY_LLM_MODEL=llama3.2"}
+	with := func(base []string, kv ...string) []string { return append(append([]string(nil), base...), kv...) }
+	cases := []struct {
+		key  string
+		env  []string
+		want string // more of the message, optional
+	}{
+		{"llm.provider", []string{"NEXY_LLM_PROVIDER=anthropic"}, `"gemini" or "openai"`},
+		{"llm.model", []string{"NEXY_LLM_MODEL=gemini/2.5"}, "letters, digits"},
+		{"llm.model", []string{"NEXY_LLM_MODEL= "}, "must not be empty"},
+		{"llm.model", with(llmOpenAI, "NEXY_LLM_MODEL=llama\x01"), "control characters"},
+		{"llm.base_url", []string{"NEXY_LLM_BASE_URL=ftp://example.com"}, "http:// or https://"},
+		{"llm.base_url", []string{"NEXY_LLM_PROVIDER=openai"}, "required"},
+		{"llm.base_url", with(llmOpenAI, "NEXY_LLM_BASE_URL=localhost:11434/v1"), "absolute"},
+		{"llm.base_url", with(llmOpenAI, "NEXY_LLM_BASE_URL=http://localhost:11434/v1?x=1"), "query"},
+		{"llm.base_url", with(llmOpenAI, "NEXY_LLM_BASE_URL=http://u:p@localhost/v1"), "credentials"},
+		{"llm.api_key", []string{"NEXY_LLM_API_KEY=two words"}, "spaces"},
+		{"llm.api_key_file", []string{"NEXY_LLM_API_KEY_FILE=" + keyFile}, "spaces"},
+		{"llm.api_key_file", []string{"NEXY_LLM_API_KEY_FILE=" + filepath.Join(dir, "missing")}, "no such file"},
+		{"llm.timeout", []string{"NEXY_LLM_TIMEOUT=0s"}, "0s is outside 1s..1h"},
+		{"llm.first_token_timeout", []string{"NEXY_LLM_FIRST_TOKEN_TIMEOUT=2h"}, "2h is outside 1s..1h"},
+		{"llm.temperature", []string{"NEXY_LLM_TEMPERATURE=2.5"}, "2.5 is outside 0..2"},
+		{"llm.max_output_tokens", []string{"NEXY_LLM_MAX_OUTPUT_TOKENS=0"}, "0 is outside 1..1000000"},
+		{"llm.google_search", []string{"NEXY_LLM_GOOGLE_SEARCH=maybe"}, "not true or false"},
+		{"llm.thinking_budget", []string{"NEXY_LLM_THINKING_BUDGET=-2"}, "-2 is outside -1..32768"},
+		{"llm.retries", []string{"NEXY_LLM_RETRIES=6"}, "6 is outside 0..5"},
+		{"llm.retry_backoff", []string{"NEXY_LLM_RETRY_BACKOFF=11s"}, "11s is outside 0s..10s"},
+
+		{"tts.provider", []string{"NEXY_TTS_PROVIDER=wyoming"}, `"edge", "azure", "openai" or "command"`},
+		{"tts.voice", []string{"NEXY_TTS_VOICE=Aria' onload='x"}, "Edge voice"},
+		{"tts.voice", with(azure, "NEXY_TTS_VOICE=x' y='1"), "en-US-AriaNeural"},
+		{"tts.voice", with(openai, "NEXY_TTS_VOICE="+long), "at most 200"},
+		{"tts.voice", with(command, "NEXY_TTS_COMMAND=cat -- {voice}"), "uses {voice}"},
+		{"tts.voice", with(command, "NEXY_TTS_COMMAND=cat -- {voice}", "NEXY_TTS_VOICE=--evil"), "letters, digits"},
+		{"tts.base_url", []string{"NEXY_TTS_BASE_URL=https://example.com/x"}, "ws:// or wss://"},
+		{"tts.base_url", with(azure, "NEXY_TTS_BASE_URL=ftp://x"), "http:// or https://"},
+		{"tts.base_url", []string{"NEXY_TTS_PROVIDER=openai"}, "required"},
+		{"tts.base_url", with(openai, "NEXY_TTS_BASE_URL=http://u:p@localhost:8880/v1"), "credentials"},
+		{"tts.api_key", []string{"NEXY_TTS_PROVIDER=azure", "NEXY_TTS_REGION=westeurope"}, "Azure Speech key is required"},
+		{"tts.api_key", with(openai, "NEXY_TTS_API_KEY=line\nbreak"), "line breaks"},
+		{"tts.api_key_file", with(azure[:2], "NEXY_TTS_API_KEY_FILE="+filepath.Join(dir, "missing")), "no such file"},
+		{"tts.model", with(openai, "NEXY_TTS_MODEL="+long), "at most 200"},
+		{"tts.format", []string{"NEXY_TTS_FORMAT=wav"}, `not used by provider "edge"`},
+		{"tts.format", with(azure, "NEXY_TTS_FORMAT=pcm"), `not used by provider "azure"`},
+		{"tts.format", with(openai, "NEXY_TTS_FORMAT=raw"), `"wav" or "pcm"`},
+		{"tts.format", with(command, "NEXY_TTS_FORMAT=pcm"), `"wav" or "raw"`},
+		{"tts.sample_rate", []string{"NEXY_TTS_SAMPLE_RATE=100"}, "100 is outside 8000..192000"},
+		{"tts.sample_rate", with(command, "NEXY_TTS_FORMAT=raw"), "required"},
+		{"tts.region", []string{"NEXY_TTS_PROVIDER=azure", "NEXY_TTS_API_KEY=k"}, "required"},
+		{"tts.region", with(azure, "NEXY_TTS_REGION=West Europe"), "westeurope"},
+		{"tts.rate", []string{"NEXY_TTS_RATE=fast"}, "signed percentage"},
+		{"tts.rate", with(azure, "NEXY_TTS_RATE='/><x"), "x-fast"},
+		{"tts.pitch", []string{"NEXY_TTS_PITCH=+5%"}, "signed hertz"},
+		{"tts.volume", []string{"NEXY_TTS_VOLUME=loud"}, "signed percentage"},
+		{"tts.command", with(command, "NEXY_TTS_COMMAND=no-such-tts-program-xyz --stdout"), `program "no-such-tts-program-xyz" is not installed or not in PATH (e.g. apt-get install espeak-ng)`},
+		{"tts.command", with(command, "NEXY_TTS_COMMAND=/nonexistent/espeak-ng"), "cannot be run"},
+		{"tts.command", with(command, `NEXY_TTS_COMMAND=espeak-ng "oops`), "unterminated"},
+		{"tts.command", with(command, "NEXY_TTS_COMMAND=espeak-ng --stdout | sox"), "shell operator"},
+		{"tts.command", with(command, "NEXY_TTS_COMMAND={voice} --stdout"), "placeholder"},
+		{"tts.command", with(command, "NEXY_TTS_COMMAND= "), "required"},
+		{"tts.timeout", []string{"NEXY_TTS_TIMEOUT=0s"}, "0s is outside 1s..10m"},
+		{"tts.retries", []string{"NEXY_TTS_RETRIES=-1"}, "-1 is outside 0..5"},
+		{"tts.retry_backoff", []string{"NEXY_TTS_RETRY_BACKOFF=-1s"}, "-1s is outside 0s..10s"},
+		{"tts.lookahead", []string{"NEXY_TTS_LOOKAHEAD=9"}, "9 is outside 1..8"},
+		{"tts.honor_client_voice", []string{"NEXY_TTS_HONOR_CLIENT_VOICE=sometimes"}, "not true or false"},
+		{"tts.welcome_text", []string{"NEXY_TTS_WELCOME_TEXT= "}, "must not be empty"},
+		{"tts.max_welcome_seconds", []string{"NEXY_TTS_MAX_WELCOME_SECONDS=601"}, "601 is outside 1..600"},
+	}
+	t.Chdir(dir)
+	covered := map[string]bool{}
+	for _, c := range cases {
+		covered[c.key] = true
+		_, err := Load("", c.env)
+		if err == nil {
+			t.Errorf("%s %q: accepted", c.key, c.env)
+			continue
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, c.key+" ("+EnvName(c.key)+")") || !strings.Contains(msg, c.want) {
+			t.Errorf("%s %q:\n got %s\nwant the key, %s and %q", c.key, c.env, msg, EnvName(c.key), c.want)
+		}
+	}
+	cfg := Default("dev")
+	for _, f := range Fields(&cfg) {
+		if (strings.HasPrefix(f.Key, "llm.") || strings.HasPrefix(f.Key, "tts.")) && !covered[f.Key] {
+			t.Errorf("no bad-value case for %s", f.Key)
 		}
 	}
 }

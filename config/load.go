@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pelletier/go-toml/v2"
 )
@@ -106,27 +106,216 @@ func profileOf(data []byte, vars map[string]string) string {
 	return peek.Server.Profile
 }
 
+// decodeTOML applies a nexy.toml document to cfg. The document is parsed into
+// plain values and each one is checked against its setting's type here, so
+// every message names the key and its env variable (go-toml reports a value
+// handed to UnmarshalText without its key).
 func decodeTOML(data []byte, cfg *Config) error {
 	if data == nil {
 		return nil
 	}
-	dec := toml.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	err := dec.Decode(cfg)
-	var strict *toml.StrictMissingError
-	if errors.As(err, &strict) {
-		keys := make([]string, 0, len(strict.Errors))
-		for _, e := range strict.Errors {
-			keys = append(keys, strings.Join(e.Key(), "."))
+	fields := map[string]field{}
+	sections := map[string]bool{}
+	for _, f := range Fields(cfg) {
+		fields[f.Key] = f
+		sections[strings.SplitN(f.Key, ".", 2)[0]] = true
+	}
+	var doc map[string]any
+	if err := toml.Unmarshal(data, &doc); err != nil {
+		return syntaxErr(data, err, fields)
+	}
+	var unknown []string
+	type leaf struct {
+		f field
+		v any
+	}
+	var leaves []leaf
+	for _, name := range sortedKeys(doc) {
+		if !sections[name] {
+			unknown = append(unknown, name)
+			continue
 		}
-		return fmt.Errorf("unknown key(s) %s", strings.Join(keys, ", "))
+		table, ok := doc[name].(map[string]any)
+		if !ok {
+			return fmt.Errorf("%s: %s is not a table; write the section as [%s] with its keys below it", name, describe(doc[name]), name)
+		}
+		for _, k := range sortedKeys(table) {
+			f, ok := fields[name+"."+k]
+			if !ok {
+				unknown = append(unknown, name+"."+k)
+				continue
+			}
+			leaves = append(leaves, leaf{f, table[k]})
+		}
 	}
+	if len(unknown) > 0 {
+		return unknownKeys(unknown, fields)
+	}
+	for _, l := range leaves {
+		if err := setTOML(l.f.Value, l.v); err != nil {
+			return fmt.Errorf("%s (%s): %w", l.f.Key, l.f.Env, err)
+		}
+	}
+	return nil
+}
+
+// syntaxErr reports a document go-toml cannot parse, with its position and,
+// when known, the key and its env variable.
+func syntaxErr(data []byte, err error, fields map[string]field) error {
 	var de *toml.DecodeError
-	if errors.As(err, &de) {
-		row, col := de.Position()
-		return fmt.Errorf("line %d column %d: %s (key %s)", row, col, de.Error(), strings.Join(de.Key(), "."))
+	if !errors.As(err, &de) {
+		return err
 	}
-	return err
+	row, col := de.Position()
+	key := de.Key()
+	if len(key) == 0 {
+		// Decoding into a map loses the key of a bad value (an integer too
+		// large, say); decoding into the struct knows it.
+		var scratch Config
+		var sde *toml.DecodeError
+		if errors.As(toml.Unmarshal(data, &scratch), &sde) {
+			if r, c := sde.Position(); r == row && c == col {
+				key = sde.Key()
+			}
+		}
+	}
+	where := ""
+	if k := strings.Join(key, "."); k != "" {
+		where = " " + k
+		if f, ok := fields[k]; ok {
+			where += " (" + f.Env + ")"
+		}
+		where = ":" + where
+	}
+	return fmt.Errorf("line %d column %d%s: %s", row, col, where, strings.TrimPrefix(de.Error(), "toml: "))
+}
+
+func sortedKeys(m map[string]any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// unknownKeys names keys that are no setting, with the likely intended one.
+func unknownKeys(keys []string, fields map[string]field) error {
+	for i, k := range keys {
+		if near := nearestKey(k, fields); near != "" {
+			keys[i] = fmt.Sprintf("%s (did you mean %s?)", k, near)
+		}
+	}
+	if len(keys) == 1 {
+		return fmt.Errorf("unknown key %s", keys[0])
+	}
+	return fmt.Errorf("unknown keys %s", strings.Join(keys, ", "))
+}
+
+// nearestKey is the setting within two edits of k, if exactly one is.
+func nearestKey(k string, fields map[string]field) string {
+	found := ""
+	for name := range fields {
+		if editDistance(k, name) <= 2 {
+			if found != "" {
+				return ""
+			}
+			found = name
+		}
+	}
+	return found
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// describe prints a TOML value the way it was written.
+func describe(v any) string {
+	switch v := v.(type) {
+	case string:
+		return strconv.Quote(v)
+	case map[string]any:
+		return "a table"
+	case []any:
+		return "an array"
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
+var durationType = reflect.TypeOf(Duration{})
+
+// setTOML stores a parsed TOML value in a setting of matching type.
+func setTOML(dst reflect.Value, v any) error {
+	if dst.Type() == durationType {
+		s, ok := v.(string)
+		if !ok {
+			return fmt.Errorf("%s is not a duration; write it like \"30s\"", describe(v))
+		}
+		d, err := parseDuration(s)
+		if err != nil {
+			return err
+		}
+		dst.Set(reflect.ValueOf(d))
+		return nil
+	}
+	switch dst.Kind() {
+	case reflect.String:
+		s, ok := v.(string)
+		if !ok {
+			return fmt.Errorf("%s is not a string; write it in double quotes", describe(v))
+		}
+		dst.SetString(s)
+	case reflect.Bool:
+		b, ok := v.(bool)
+		if !ok {
+			return fmt.Errorf("%s is not true or false", describe(v))
+		}
+		dst.SetBool(b)
+	case reflect.Int:
+		n, ok := v.(int64)
+		if !ok || dst.OverflowInt(n) {
+			return fmt.Errorf("%s is not an integer", describe(v))
+		}
+		dst.SetInt(n)
+	case reflect.Float64:
+		switch n := v.(type) {
+		case float64:
+			dst.SetFloat(n)
+		case int64:
+			dst.SetFloat(float64(n))
+		default:
+			return fmt.Errorf("%s is not a number", describe(v))
+		}
+	default:
+		return fmt.Errorf("unsupported setting type %s", dst.Kind())
+	}
+	return nil
+}
+
+func parseDuration(s string) (Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return Duration{}, fmt.Errorf("%q is not a duration; write it like \"30s\", \"2m\" or \"500ms\"", s)
+	}
+	return Duration{d}, nil
 }
 
 // field is one leaf setting: its TOML key, env name and value.
@@ -164,7 +353,7 @@ func applyEnv(cfg *Config, vars map[string]string) ([]string, error) {
 			continue
 		}
 		if err := setValue(f.Value, raw); err != nil {
-			return nil, fmt.Errorf("config: %s (from %s): %w", f.Key, f.Env, err)
+			return nil, fmt.Errorf("config: environment: %s (%s): %w", f.Key, f.Env, err)
 		}
 	}
 	var unknown []string
@@ -177,9 +366,15 @@ func applyEnv(cfg *Config, vars map[string]string) ([]string, error) {
 	return unknown, nil
 }
 
+// setValue stores an environment value (text) in a setting.
 func setValue(v reflect.Value, raw string) error {
-	if u, ok := v.Addr().Interface().(interface{ UnmarshalText([]byte) error }); ok {
-		return u.UnmarshalText([]byte(raw))
+	if v.Type() == durationType {
+		d, err := parseDuration(raw)
+		if err != nil {
+			return err
+		}
+		v.Set(reflect.ValueOf(d))
+		return nil
 	}
 	switch v.Kind() {
 	case reflect.String:
@@ -223,7 +418,7 @@ func readSecretFiles(cfg *Config) error {
 			continue
 		}
 		if *p.dst != "" {
-			return keyErr(p.key, "set either the key or the key file, not both")
+			return keyErr(p.key, "set either %s or the key file, not both", strings.TrimSuffix(p.key, "_file"))
 		}
 		b, err := os.ReadFile(p.file)
 		if err != nil {
@@ -232,6 +427,9 @@ func readSecretFiles(cfg *Config) error {
 		*p.dst = strings.TrimSpace(string(b))
 		if *p.dst == "" {
 			return keyErr(p.key, "file %s is empty", p.file)
+		}
+		if !keyChars(*p.dst) {
+			return keyErr(p.key, "file %s: the key in it contains spaces, line breaks or control characters", p.file)
 		}
 	}
 	return nil

@@ -1,0 +1,383 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os/exec"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/nexy-server/nexy/tts"
+)
+
+// Validate checks every value and names the key (and its env variable) of the
+// first bad one, with the allowed range or values. Provider settings are
+// checked here with the providers' own rules, so a valid configuration is one
+// every provider constructor accepts.
+func (c *Config) Validate() error {
+	checks := []func() error{c.validateServer, c.validateListen, c.validateLLM, c.validateTTS, c.validateSpeech, c.validateLimits, c.validateLog}
+	for _, check := range checks {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateServer() error {
+	if err := oneOf("server.profile", c.Server.Profile, "dev", "prod"); err != nil {
+		return err
+	}
+	if c.Server.DataDir == "" {
+		return keyErr("server.data_dir", "must not be empty (a directory, e.g. \"./data\")")
+	}
+	return nil
+}
+
+func (c *Config) validateListen() error {
+	if err := oneOf("tls.mode", c.TLS.Mode, "acme", "files", "self-signed", "off"); err != nil {
+		return err
+	}
+	if c.TLS.Mode != "off" || c.Listen.Address != "" {
+		return keyErr("tls.mode", "TLS termination (listen.address with tls.mode %q) is not built into this version yet; "+
+			"set tls.mode = \"off\", leave listen.address empty and put a TLS proxy in front of listen.grpc_plain", c.TLS.Mode)
+	}
+	if c.Listen.GRPCPlain == "" {
+		return keyErr("listen.grpc_plain", "must be set (host:port, e.g. \"127.0.0.1:50051\") while the TLS listener is not available")
+	}
+	for _, key := range []string{"listen.grpc_plain", "listen.http_plain"} {
+		addr := c.Listen.GRPCPlain
+		if key == "listen.http_plain" {
+			addr = c.Listen.HTTPPlain
+		}
+		if addr == "" {
+			continue
+		}
+		if err := checkPlainAddr(addr, c.Listen.AllowPublicPlain); err != nil {
+			return keyErr(key, "%v", err)
+		}
+	}
+	return nil
+}
+
+// checkPlainAddr allows plaintext only on loopback unless forced (SPEC §9).
+func checkPlainAddr(addr string, force bool) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (e.g. \"127.0.0.1:50051\"): %v", addr, err)
+	}
+	if port == "" {
+		return fmt.Errorf("%q has no port (e.g. \"127.0.0.1:50051\")", addr)
+	}
+	if force || host == "localhost" {
+		return nil
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q is not a loopback address; plaintext is allowed only on loopback unless listen.allow_public_plain = true", addr)
+	}
+	return nil
+}
+
+func (c *Config) validateLLM() error {
+	l := c.LLM
+	if err := oneOf("llm.provider", l.Provider, "gemini", "openai"); err != nil {
+		return err
+	}
+	switch l.Provider {
+	case "gemini":
+		// As llm.NewGemini: a leading "models/" is accepted; the rest is one URL path segment.
+		m := strings.TrimPrefix(strings.TrimSpace(l.Model), "models/")
+		if m == "" {
+			return keyErr("llm.model", "must not be empty (e.g. \"gemini-2.5-flash-lite\")")
+		}
+		if strings.ContainsFunc(m, func(r rune) bool { return !isAlnum(r) && !strings.ContainsRune(".-_", r) }) {
+			return keyErr("llm.model", "%q: a Gemini model name has only letters, digits, '.', '-' and '_' (e.g. \"gemini-2.5-flash-lite\")", l.Model)
+		}
+		if l.BaseURL != "" {
+			if err := checkAPIRoot("llm.base_url", l.BaseURL, "https://generativelanguage.googleapis.com"); err != nil {
+				return err
+			}
+		}
+	case "openai":
+		m := strings.TrimSpace(l.Model)
+		if m == "" {
+			return keyErr("llm.model", "must not be empty for provider \"openai\" (the model name the server knows, e.g. \"llama3.2\")")
+		}
+		if strings.ContainsFunc(m, unicode.IsControl) {
+			return keyErr("llm.model", "%q contains control characters", l.Model)
+		}
+		if l.BaseURL == "" {
+			return keyErr("llm.base_url", "is required for provider \"openai\" (the /v1 root, e.g. \"http://localhost:11434/v1\")")
+		}
+		if err := checkAPIRoot("llm.base_url", l.BaseURL, "http://localhost:11434/v1"); err != nil {
+			return err
+		}
+	}
+	if !keyChars(strings.TrimSpace(l.APIKey)) {
+		return keyErr("llm.api_key", "contains spaces, line breaks or control characters; check the value (or the file llm.api_key_file names)")
+	}
+	return firstErr([]error{
+		durIn("llm.timeout", l.Timeout, time.Second, time.Hour),
+		durIn("llm.first_token_timeout", l.FirstTokenTimeout, time.Second, time.Hour),
+		floatIn("llm.temperature", l.Temperature, 0, 2),
+		intIn("llm.max_output_tokens", l.MaxOutputTokens, 1, 1000000),
+		intIn("llm.retries", l.Retries, 0, 5),
+		durIn("llm.retry_backoff", l.RetryBackoff, 0, 10*time.Second),
+		intIn("llm.thinking_budget", l.ThinkingBudget, -1, 32768),
+	})
+}
+
+// checkAPIRoot accepts an absolute http(s) URL without credentials, query or fragment.
+func checkAPIRoot(key, raw, example string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return keyErr(key, "%q is not an absolute http:// or https:// URL (e.g. %q)", clip(raw), example)
+	case u.User != nil:
+		return keyErr(key, "%q has credentials in it; put the key in the api_key setting instead", u.Redacted())
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.HasSuffix(raw, "#"):
+		return keyErr(key, "%q must not have a query or fragment (e.g. %q)", clip(raw), example)
+	}
+	return nil
+}
+
+func isAlnum(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
+}
+
+// keyChars reports whether an API key can travel in an HTTP header as is.
+func keyChars(k string) bool {
+	return !strings.ContainsFunc(k, func(r rune) bool { return r <= ' ' || r == 0x7f || unicode.IsControl(r) })
+}
+
+// clip shortens a value quoted in a message.
+func clip(s string) string {
+	if len(s) > 120 {
+		return s[:120] + "…"
+	}
+	return s
+}
+
+// ttsFormats lists the tts.format values each provider accepts ("" = its default).
+var ttsFormats = map[string][]string{
+	"openai":  {tts.OpenAIFormatWAV, tts.OpenAIFormatPCM},
+	"command": {tts.CommandFormatWAV, tts.CommandFormatRaw},
+}
+
+// ttsReceives says what a provider without a format setting always receives.
+var ttsReceives = map[string]string{
+	"edge":  "it always receives MP3",
+	"azure": "it always receives 48 kHz PCM",
+}
+
+const minSampleRate, maxSampleRate = 8000, 192000
+
+func (c *Config) validateTTS() error {
+	t := c.TTS
+	if err := oneOf("tts.provider", t.Provider, "edge", "azure", "openai", "command"); err != nil {
+		return err
+	}
+	if t.Format != "" {
+		if allowed, ok := ttsFormats[t.Provider]; ok {
+			if !slices.Contains(allowed, t.Format) {
+				return keyErr("tts.format", "%q is not one of %s for provider %q (empty = %q)", t.Format, quoteList(allowed), t.Provider, allowed[0])
+			}
+		} else {
+			return keyErr("tts.format", "%q is not used by provider %q (%s); leave it empty", t.Format, t.Provider, ttsReceives[t.Provider])
+		}
+	}
+	if t.SampleRate != 0 && (t.SampleRate < minSampleRate || t.SampleRate > maxSampleRate) {
+		return keyErr("tts.sample_rate", "%d is outside %d..%d (0 = the provider's default)", t.SampleRate, minSampleRate, maxSampleRate)
+	}
+	if (t.Provider == "azure" || t.Provider == "openai") && !keyChars(t.APIKey) {
+		return keyErr("tts.api_key", "contains spaces, line breaks or control characters; check the value (or the file tts.api_key_file names)")
+	}
+	var err error
+	switch t.Provider {
+	case "edge":
+		err = c.validateEdge()
+	case "azure":
+		err = c.validateAzure()
+	case "openai":
+		err = c.validateOpenAITTS()
+	case "command":
+		err = c.validateCommand()
+	}
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(t.WelcomeText) == "" {
+		return keyErr("tts.welcome_text", "must not be empty (what GenerateWelcomeAudio says when the client sends no text)")
+	}
+	return firstErr([]error{
+		durIn("tts.timeout", t.Timeout, time.Second, 10*time.Minute),
+		intIn("tts.retries", t.Retries, 0, 5),
+		durIn("tts.retry_backoff", t.RetryBackoff, 0, 10*time.Second),
+		intIn("tts.lookahead", t.Lookahead, 1, 8),
+		intIn("tts.max_welcome_seconds", t.MaxWelcomeSeconds, 1, 600),
+	})
+}
+
+func (c *Config) validateEdge() error {
+	t := c.TTS
+	if t.BaseURL != "" {
+		u, err := url.Parse(t.BaseURL)
+		if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+			return keyErr("tts.base_url", "%q is not a ws:// or wss:// URL; for provider \"edge\" it overrides the read-aloud WebSocket endpoint (empty = %s)", clip(t.BaseURL), tts.EdgeURL)
+		}
+	}
+	checks := []struct {
+		key, v string
+		check  func(string) error
+	}{
+		{"tts.voice", t.Voice, tts.CheckEdgeVoice},
+		{"tts.rate", t.Rate, tts.CheckEdgePercent},
+		{"tts.volume", t.Volume, tts.CheckEdgePercent},
+		{"tts.pitch", t.Pitch, tts.CheckEdgePitch},
+	}
+	for _, ch := range checks {
+		if ch.v == "" {
+			continue // the provider's default
+		}
+		if err := ch.check(ch.v); err != nil {
+			return keyErr(ch.key, "%v (provider \"edge\"; empty = the default)", err)
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateAzure() error {
+	t := c.TTS
+	if t.BaseURL != "" {
+		if err := tts.CheckHTTPBaseURL(t.BaseURL); err != nil {
+			return keyErr("tts.base_url", "%v (provider \"azure\": the host root, e.g. \"https://westeurope.tts.speech.microsoft.com\")", err)
+		}
+	} else {
+		if t.Region == "" {
+			return keyErr("tts.region", "is required for provider \"azure\" (e.g. \"westeurope\"), or set tts.base_url")
+		}
+		if err := tts.CheckAzureRegion(t.Region); err != nil {
+			return keyErr("tts.region", "%v", err)
+		}
+	}
+	if t.APIKey == "" {
+		return keyErr("tts.api_key", "the Azure Speech key is required for provider \"azure\" (or set tts.api_key_file / NEXY_TTS_API_KEY_FILE)")
+	}
+	if t.Voice != "" {
+		if err := tts.CheckAzureVoice(t.Voice); err != nil {
+			return keyErr("tts.voice", "%v (provider \"azure\"; empty = \"en-US-AriaNeural\")", err)
+		}
+	}
+	if t.Rate != "" {
+		if err := tts.CheckAzureRate(t.Rate); err != nil {
+			return keyErr("tts.rate", "%v (provider \"azure\"; empty = the default)", err)
+		}
+	}
+	return nil
+}
+
+// openAIFieldMax is the longest tts.model / tts.voice the openai provider sends.
+const openAIFieldMax = 200
+
+func (c *Config) validateOpenAITTS() error {
+	t := c.TTS
+	if t.BaseURL == "" {
+		return keyErr("tts.base_url", "is required for provider \"openai\" (the /v1 root, e.g. \"http://localhost:8880/v1\")")
+	}
+	if err := tts.CheckHTTPBaseURL(t.BaseURL); err != nil {
+		return keyErr("tts.base_url", "%v (provider \"openai\": the /v1 root, e.g. \"http://localhost:8880/v1\")", err)
+	}
+	if len(t.Model) > openAIFieldMax {
+		return keyErr("tts.model", "is %d bytes long; at most %d", len(t.Model), openAIFieldMax)
+	}
+	if len(t.Voice) > openAIFieldMax {
+		return keyErr("tts.voice", "is %d bytes long; at most %d", len(t.Voice), openAIFieldMax)
+	}
+	return nil
+}
+
+func (c *Config) validateCommand() error {
+	t := c.TTS
+	if strings.TrimSpace(t.Command) == "" {
+		return keyErr("tts.command", "is required for provider \"command\" (e.g. \"espeak-ng --stdout\")")
+	}
+	argv, err := tts.SplitCommand(t.Command)
+	if err != nil {
+		return keyErr("tts.command", "%v", err)
+	}
+	if len(argv) == 0 || argv[0] == "" {
+		return keyErr("tts.command", "%q names no program (e.g. \"espeak-ng --stdout\")", clip(t.Command))
+	}
+	if strings.Contains(argv[0], "{") {
+		return keyErr("tts.command", "the program name %q may not contain a placeholder; {text} and {voice} go in the arguments", argv[0])
+	}
+	if _, err := exec.LookPath(argv[0]); err != nil {
+		if strings.ContainsRune(argv[0], '/') || errors.Is(err, exec.ErrDot) {
+			return keyErr("tts.command", "program %q cannot be run: %v", argv[0], err)
+		}
+		return keyErr("tts.command", "program %q is not installed or not in PATH (e.g. apt-get install espeak-ng)", argv[0])
+	}
+	if t.Format == tts.CommandFormatRaw && t.SampleRate == 0 {
+		return keyErr("tts.sample_rate", "is required with tts.format = \"raw\": the program's output rate, %d..%d (e.g. 22050 for piper)", minSampleRate, maxSampleRate)
+	}
+	if tts.CommandUsesVoice(argv) {
+		if t.Voice == "" {
+			return keyErr("tts.voice", "is required: tts.command uses {voice} (e.g. \"en-us\" for espeak-ng)")
+		}
+		if err := tts.CheckCommandVoice(t.Voice); err != nil {
+			return keyErr("tts.voice", "%v", err)
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateSpeech() error {
+	s := c.Speech
+	return firstErr([]error{
+		intIn("speech.first_min_words", s.FirstMinWords, 1, 100),
+		intIn("speech.min_words", s.MinWords, 1, 100),
+		intIn("speech.max_chars", s.MaxChars, 40, 2000),
+		intInRef("speech.min_chars", s.MinChars, 1, s.MaxChars, "speech.max_chars"),
+	})
+}
+
+func (c *Config) validateLimits() error {
+	l := c.Limits
+	oneUtterance := l.MaxScreenshotBytes + 4*l.MaxPromptChars // a COLLECT of the largest screenshot and transcript (UTF-8)
+	checks := []error{
+		intIn("limits.max_concurrent_streams", l.MaxConcurrentStreams, 1, 100000),
+		floatIn("limits.max_rate_per_second", l.MaxRatePerSecond, 0, 1000),
+		durIn("limits.idle_timeout", l.IdleTimeout, time.Second, time.Hour),
+		durIn("limits.grace_period", l.GracePeriod, 0, 10*time.Minute),
+		durIn("limits.send_timeout", l.SendTimeout, time.Second, 10*time.Minute),
+		durIn("limits.receive_timeout", l.ReceiveTimeout, time.Second, 5*time.Minute),
+		bytesIn("limits.max_message_bytes", l.MaxMessageBytes, 64<<10, "", 256<<20, ""),
+		intIn("limits.max_prompt_chars", l.MaxPromptChars, 1, 1000000),
+		bytesIn("limits.max_screenshot_bytes", l.MaxScreenshotBytes, 0, "", int64(l.MaxMessageBytes)-1, "limits.max_message_bytes - 1"),
+		intIn("limits.max_id_length", l.MaxIDLength, 8, 1024),
+		durIn("limits.collect_ttl", l.CollectTTL, time.Second, time.Hour),
+		intIn("limits.collect_max_sessions", l.CollectMaxSessions, 1, 1000000),
+		bytesIn("limits.collect_max_bytes", l.CollectMaxBytes, 1<<20, "", 64<<30, ""),
+		intInRef("limits.max_turns_per_device", l.MaxTurnsPerDevice, 1, l.MaxConcurrentStreams, "limits.max_concurrent_streams"),
+		intInRef("limits.collect_per_device", l.CollectPerDevice, 1, l.CollectMaxSessions, "limits.collect_max_sessions"),
+		bytesIn("limits.collect_per_device_bytes", l.CollectPerDeviceBytes,
+			int64(oneUtterance), "limits.max_screenshot_bytes + 4 × limits.max_prompt_chars",
+			int64(l.CollectMaxBytes), "limits.collect_max_bytes"),
+		intIn("limits.max_streams_per_conn", l.MaxStreamsPerConn, 1, 10000),
+		bytesIn("limits.request_bytes_in_flight", l.RequestBytesInFlight, int64(l.MaxMessageBytes), "limits.max_message_bytes", 64<<30, ""),
+		durIn("limits.keepalive_min_time", l.KeepaliveMinTime, time.Second, time.Minute),
+	}
+	return firstErr(checks)
+}
+
+func (c *Config) validateLog() error {
+	if err := oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error"); err != nil {
+		return err
+	}
+	return oneOf("log.format", c.Log.Format, "text", "json")
+}
