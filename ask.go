@@ -32,10 +32,10 @@ type askOptions struct {
 	prompt     string
 }
 
-func parseAsk(args []string, stderr io.Writer) (askOptions, error) {
-	var o askOptions
+// parseAsk parses the flags of `nexy ask`; when ok is false the command
+// stops with code (0 after -h, 2 after a usage error, both already printed).
+func parseAsk(args []string, stdout, stderr io.Writer) (o askOptions, code int, ok bool) {
 	fs := flag.NewFlagSet("ask", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.StringVar(&o.addr, "addr", "127.0.0.1:50051", "server gRPC address (plaintext)")
 	fs.StringVar(&o.hardwareID, "hardware-id", "NEXY-ASK-CLI", "hardware_id to send")
 	fs.StringVar(&o.sessionID, "session", "", "session_id to send (default: a new UUID v4)")
@@ -44,29 +44,30 @@ func parseAsk(args []string, stderr io.Writer) (askOptions, error) {
 	fs.BoolVar(&o.welcome, "welcome", false, "call GenerateWelcomeAudio with the text instead of asking a question")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up after this long (the app waits 300 s)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: nexy ask [flags] \"question\"\n\nSends COLLECT + COMMIT like the macOS app and prints what comes back.")
+		fmt.Fprint(fs.Output(), "usage: nexy ask [flags] \"question\"\n\nSends COLLECT + COMMIT like the macOS app and prints what comes back.\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return o, err
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return o, code, false
 	}
 	o.prompt = strings.TrimSpace(strings.Join(fs.Args(), " "))
 	if o.prompt == "" && !o.welcome {
+		fmt.Fprint(stderr, "nexy ask: a question is required\n\n")
 		fs.Usage()
-		return o, errors.New("a question is required")
+		return o, 2, false
 	}
 	if o.sessionID == "" {
 		o.sessionID = newUUID()
 	}
-	return o, nil
+	return o, 0, true
 }
 
 // ask is a small client of our own: it talks to a server exactly like the app
 // does, so users can try their server and tests can drive it.
 func ask(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	o, err := parseAsk(args, stderr)
-	if err != nil {
-		return 2
+	o, code, ok := parseAsk(args, stdout, stderr)
+	if !ok {
+		return code
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
@@ -125,7 +126,8 @@ func (a *answer) print(w io.Writer) {
 		fmt.Fprintf(w, "action: %s\n", a.action)
 	}
 	if a.end != "" {
-		fmt.Fprintf(w, "end: %s\n", a.end)
+		// The app's end-of-answer marker; its text carries no meaning.
+		fmt.Fprintf(w, "end_message: %q (the server's end-of-answer marker)\n", a.end)
 	}
 	fmt.Fprintf(w, "audio chunks: %d\n", a.chunks)
 	for _, b := range a.badChunks {

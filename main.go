@@ -7,7 +7,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/nexy-server/nexy/config"
+	"github.com/nexy-server/nexy/internal/buildinfo"
 	"github.com/nexy-server/nexy/server"
 )
 
@@ -29,7 +32,7 @@ usage:
   nexy serve [-config nexy.toml]   run the server (no config file: safe local defaults)
   nexy ask [flags] "question"      ask a running server; prints text, action and timings,
                                    writes the speech to a WAV file (nexy ask -h for flags)
-  nexy version                     print the version
+  nexy version                     print the version, commit and Go version
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -39,13 +42,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	switch args[0] {
 	case "serve":
-		return serve(args[1:], stderr)
+		return serve(args[1:], stdout, stderr)
 	case "ask":
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return ask(ctx, args[1:], stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "nexy", server.Version)
+		if len(args) > 1 {
+			fmt.Fprintf(stderr, "nexy version: unexpected argument %q\n", args[1])
+			return 2
+		}
+		fmt.Fprintln(stdout, "nexy", buildinfo.String(server.Version))
 		return 0
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
@@ -56,11 +63,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-func serve(args []string, stderr io.Writer) int {
+func serve(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	path := fs.String("config", "", "config file (default $NEXY_CONFIG, else ./nexy.toml when present)")
-	if err := fs.Parse(args); err != nil {
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "usage: nexy serve [-config nexy.toml]\n\nRuns the server. Settings: nexy.toml and NEXY_* environment variables.\n\n")
+		fs.PrintDefaults()
+	}
+	if code, ok := parseFlags(fs, args, stdout, stderr); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "nexy serve: unexpected argument %q (settings go in nexy.toml or NEXY_* variables)\n\n", fs.Arg(0))
+		fs.SetOutput(stderr)
+		fs.Usage()
 		return 2
 	}
 	cfg, err := config.Load(*path, os.Environ())
@@ -93,4 +109,25 @@ func serve(args []string, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// parseFlags parses args; -h/-help/--help prints the usage to stdout (exit 0),
+// a bad flag prints the error and the usage to stderr (exit 2). ok is false
+// when the command should stop with code.
+func parseFlags(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) (code int, ok bool) {
+	var msg bytes.Buffer
+	fs.SetOutput(&msg)
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(stdout)
+		fs.Usage()
+		return 0, false
+	case err != nil:
+		// flag printed "flag provided but not defined: -x" and the usage.
+		fmt.Fprintf(stderr, "nexy %s: %s", fs.Name(), msg.String())
+		return 2, false
+	}
+	fs.SetOutput(stderr)
+	return 0, true
 }

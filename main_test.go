@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -103,7 +104,7 @@ func TestAsk(t *testing.T) {
 		t.Fatalf("ask exited %d: %s %s", code, stdout.String(), stderr.String())
 	}
 	out := stdout.String()
-	for _, want := range []string{"text: Opening Notes for you.", `"command":"open_app"`, "end: ", "timings: collect_ack", "answer.wav"} {
+	for _, want := range []string{"text: Opening Notes for you.", `"command":"open_app"`, `end_message: "`, "(the server's end-of-answer marker)", "timings: collect_ack", "answer.wav"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("ask output lacks %q:\n%s", want, out)
 		}
@@ -124,7 +125,7 @@ func TestAsk(t *testing.T) {
 	if code := ask(context.Background(), []string{"-addr", srv.GRPCAddr().String(), "-out", "", "-welcome"}, &stdout, &stderr); code != 0 {
 		t.Fatalf("ask -welcome exited %d: %s", code, stderr.String())
 	}
-	if !strings.Contains(stdout.String(), "method=openai") || !strings.Contains(stdout.String(), "end: Welcome audio generation completed") {
+	if !strings.Contains(stdout.String(), "method=openai") || !strings.Contains(stdout.String(), `end_message: "Welcome audio generation completed" (the server's end-of-answer marker)`) {
 		t.Errorf("welcome output:\n%s", stdout.String())
 	}
 }
@@ -136,7 +137,80 @@ func TestAskReportsServerErrors(t *testing.T) {
 	if code := ask(ctx, []string{"-addr", "127.0.0.1:1", "-timeout", "2s", "hello"}, &stdout, &stderr); code != 1 || stderr.Len() == 0 {
 		t.Fatalf("unreachable server: exit %d, stderr %q", code, stderr.String())
 	}
-	if code := ask(ctx, []string{}, &stdout, &stderr); code != 2 {
-		t.Fatalf("no question: exit %d", code)
+}
+
+// TestCommandLine: help goes to stdout with exit 0; usage errors go to
+// stderr with exit 2 and say what is wrong.
+func TestCommandLine(t *testing.T) {
+	cases := []struct {
+		args   []string
+		code   int
+		stdout string // expected in stdout ("" = stdout must be empty)
+		stderr string // expected in stderr ("" = stderr must be empty)
+	}{
+		{[]string{"serve", "--help"}, 0, "usage: nexy serve [-config nexy.toml]", ""},
+		{[]string{"serve", "-h"}, 0, "-config", ""},
+		{[]string{"ask", "--help"}, 0, `usage: nexy ask [flags] "question"`, ""},
+		{[]string{"ask", "-h"}, 0, "-hardware-id", ""},
+		{[]string{"help"}, 0, "nexy serve", ""},
+		{[]string{"ask"}, 2, "", "nexy ask: a question is required\n\nusage: nexy ask"},
+		{[]string{"ask", "-out", "x.wav", "  "}, 2, "", "a question is required"},
+		{[]string{"serve", "extra"}, 2, "", `nexy serve: unexpected argument "extra"`},
+		{[]string{"serve", "-config", "nexy.toml", "extra"}, 2, "", `unexpected argument "extra"`},
+		{[]string{"serve", "-bogus"}, 2, "", "nexy serve: flag provided but not defined: -bogus\nusage: nexy serve"},
+		{[]string{"ask", "-bogus", "hi"}, 2, "", "nexy ask: flag provided but not defined: -bogus\nusage: nexy ask"},
+		{[]string{"ask", "-timeout", "soon", "hi"}, 2, "", `invalid value "soon" for flag -timeout`},
+		{[]string{"version", "extra"}, 2, "", `unexpected argument "extra"`},
+		{[]string{"frobnicate"}, 2, "", `unknown command "frobnicate"`},
+		{nil, 2, "", "usage:"},
+	}
+	for _, c := range cases {
+		var stdout, stderr bytes.Buffer
+		code := run(c.args, &stdout, &stderr)
+		if code != c.code {
+			t.Errorf("nexy %q: exit %d, want %d\nstdout %q\nstderr %q", c.args, code, c.code, stdout.String(), stderr.String())
+		}
+		for _, out := range []struct {
+			name, got, want string
+		}{{"stdout", stdout.String(), c.stdout}, {"stderr", stderr.String(), c.stderr}} {
+			if (out.want == "" && out.got != "") || !strings.Contains(out.got, out.want) {
+				t.Errorf("nexy %q: %s %q, want %q", c.args, out.name, out.got, out.want)
+			}
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"version"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if got := stdout.String(); !strings.HasPrefix(got, "nexy dev") || !strings.Contains(got, runtime.Version()) {
+		t.Errorf("version printed %q", got)
+	}
+}
+
+// TestVersionOfBuiltBinary builds nexy from this checkout with VCS stamping
+// and checks `nexy version` names the commit and honours the -ldflags version.
+func TestVersionOfBuiltBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	head, err := exec.Command("git", "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Skipf("not a git checkout: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "nexy")
+	build := exec.Command("go", "build", "-buildvcs=true", "-ldflags", "-X github.com/nexy-server/nexy/server.Version=v9.8.7", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Skipf("cannot build with VCS stamping here: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "nexy v9.8.7 (commit " + string(head[:12])
+	if got := string(out); !strings.HasPrefix(got, want) || !strings.Contains(got, runtime.Version()) {
+		t.Errorf("version printed %q, want it to start with %q and name %s", got, want, runtime.Version())
 	}
 }
