@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"syscall"
@@ -212,5 +214,81 @@ func TestVersionOfBuiltBinary(t *testing.T) {
 	want := "nexy v9.8.7 (commit " + string(head[:12])
 	if got := string(out); !strings.HasPrefix(got, want) || !strings.Contains(got, runtime.Version()) {
 		t.Errorf("version printed %q, want it to start with %q and name %s", got, want, runtime.Version())
+	}
+}
+
+// TestValidatedProvidersConstruct: a configuration config.Validate accepts is
+// one the provider constructors accept, so their "config: llm/tts: …" errors
+// in server.New stay unreachable. Each provider setting is tried with good
+// and bad values, one at a time, on top of a valid base for every provider.
+func TestValidatedProvidersConstruct(t *testing.T) {
+	long := strings.Repeat("x", 201)
+	values := map[string][]any{
+		"llm.model":       {"", "gemini-2.5-flash", "models/gemini-2.5-flash", " gemini-2.5-flash ", "a/b", "llama3.2:3b", "x\x01", "модель"},
+		"llm.base_url":    {"", "http://127.0.0.1:1", "https://example.com/v1/", "ftp://x", "http://x?q=1", "http://x?", "http://x#f", "http://u:p@x", "localhost:1", "http://", " http://x"},
+		"llm.api_key":     {"", "k", " k ", "a b", "k\n", "k\x7f"},
+		"llm.temperature": {0.0, 2.0, 2.1, -0.1},
+		"tts.voice": {"", "en-US-AriaNeural", "zh-CN-liaoning-XiaobeiNeural", "Microsoft Server Speech Text to Speech Voice (en-US, AriaNeural)",
+			"en-us", "bob", "--evil", "a..b", long, "x' y='1", "en-US-Aria-Neural"},
+		"tts.base_url":    {"", "ws://127.0.0.1:1/e", "wss://x", "http://127.0.0.1:1/v1", "https://x/v1/", "ftp://x", "http://u:p@x/v1", "http://x/v1?q=1", "localhost:8880", "http://", "ws://"},
+		"tts.format":      {"", "wav", "pcm", "raw", "mp3"},
+		"tts.sample_rate": {0, 100, 8000, 22050, 192000, 192001},
+		"tts.region":      {"", "westeurope", "West Europe", "a"},
+		"tts.rate":        {"", "+10%", "-5%", "1.2", "fast", "x-slow", "loud", "+1000%"},
+		"tts.pitch":       {"", "+5Hz", "+5%"},
+		"tts.volume":      {"", "+0%", "loud"},
+		"tts.command":     {"cat", "cat -- {voice}", "cat {text}", "{voice}", "no-such-tts-program-xyz", "", "sh -c 'cat'", "cat | x", `cat "x`},
+		"tts.api_key":     {"", "k", "a b", "line\nbreak"},
+		"tts.model":       {"", "kokoro", long},
+	}
+	base := config.Default("dev")
+	base.Server.DataDir = t.TempDir()
+	bases := map[string]func(c *config.Config){
+		"gemini": func(c *config.Config) { c.LLM.APIKey = "k" },
+		"llm openai": func(c *config.Config) {
+			c.LLM.Provider, c.LLM.BaseURL, c.LLM.Model = "openai", "http://127.0.0.1:1/v1", "llama3.2"
+		},
+		"edge":       func(c *config.Config) {},
+		"azure":      func(c *config.Config) { c.TTS.Provider, c.TTS.Region, c.TTS.APIKey = "azure", "westeurope", "k" },
+		"tts openai": func(c *config.Config) { c.TTS.Provider, c.TTS.BaseURL = "openai", "http://127.0.0.1:1/v1" },
+		"command":    func(c *config.Config) { c.TTS.Provider, c.TTS.Command = "command", "cat" },
+		"command voice": func(c *config.Config) {
+			c.TTS.Provider, c.TTS.Command, c.TTS.Voice = "command", "cat -- {voice}", "en-us"
+		},
+		"command raw": func(c *config.Config) {
+			c.TTS.Provider, c.TTS.Command, c.TTS.Format, c.TTS.SampleRate = "command", "cat", "raw", 22050
+		},
+		"tts openai pcm": func(c *config.Config) {
+			c.TTS.Provider, c.TTS.BaseURL, c.TTS.Format = "openai", "http://127.0.0.1:1/v1", "pcm"
+		},
+	}
+	log := server.NewLogger(io.Discard, base.Log, nil)
+	accepted, refused := 0, 0
+	for name, setup := range bases {
+		for key, vs := range values {
+			for _, v := range vs {
+				cfg := base
+				setup(&cfg)
+				for _, f := range config.Fields(&cfg) {
+					if f.Key == key {
+						f.Value.Set(reflect.ValueOf(v))
+					}
+				}
+				if err := cfg.Validate(); err != nil {
+					refused++
+					if !strings.Contains(err.Error(), " (NEXY_") {
+						t.Errorf("%s, %s = %q: message names no env variable: %v", name, key, v, err)
+					}
+					continue
+				}
+				accepted++
+				if _, err := server.New(&cfg, log); err != nil {
+					t.Errorf("%s, %s = %q: validated, but server.New failed: %v", name, key, v, err)
+				}
+			}
+		}
+	}
+	if accepted < 50 || refused < 50 {
+		t.Errorf("corpus too one-sided: %d accepted, %d refused", accepted, refused)
 	}
 }

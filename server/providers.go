@@ -8,6 +8,10 @@ import (
 	"github.com/nexy-server/nexy/tts"
 )
 
+// The constructors' own errors are wrapped as "config: llm: …" / "config: tts: …"
+// as a fallback only: config.Validate applies every check they make first and
+// names the key and env variable (main's TestValidatedProvidersConstruct).
+
 // newLLM builds the configured LLM provider. Without a key the server still
 // starts; missing then tells the operator (and each refused turn) what to set.
 func newLLM(cfg *config.Config) (p llm.Provider, missing string, err error) {
