@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
 	"time"
@@ -95,13 +94,13 @@ func (s *service) synthesize(ctx context.Context, req tts.Request) (io.ReadClose
 			return pcm, nil
 		}
 		if attempt >= s.cfg.TTS.Retries || ctx.Err() != nil {
-			return nil, fmt.Errorf("%w: %w", errTTS, err)
+			return nil, s.speechErr(err)
 		}
 		s.log.Info("speech synthesis failed, retrying", "scope", "grpc", "decision", "tts_retry", "attempt", attempt+1, "error", err.Error())
 		select {
 		case <-time.After(time.Duration(attempt+1) * s.cfg.TTS.RetryBackoff.Duration):
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %w", errTTS, err)
+			return nil, s.speechErr(err)
 		}
 	}
 }

@@ -77,25 +77,39 @@ func (bs *budgetStream) RecvMsg(m any) error {
 	go func() { got <- bs.ServerStream.RecvMsg(m) }()
 	select {
 	case err := <-got:
-		if err != nil {
-			if bs.Context().Err() == nil {
-				bs.svc.decision(slog.LevelInfo, bs.method, "reject", start, slog.String("code", status.Code(err).String()),
-					slog.String("reason", truncate(err.Error(), 200)), peerAttr(bs.Context()))
-			}
-			return err
-		}
-		if size := int64(proto.Size(m.(proto.Message))); size < bs.held {
-			b.sem.Release(bs.held - size)
-			bs.held = size
-		}
-		return nil
+		return bs.received(m, start, err)
 	case <-ctx.Done():
+		select {
+		case err := <-got: // a failed read also ends the stream's context
+			return bs.received(m, start, err)
+		default:
+		}
 		if bs.Context().Err() != nil {
 			return bs.Context().Err()
 		}
 		return bs.refuse(start, &turnError{code: codes.DeadlineExceeded, kind: "timeout",
 			msg: "the request did not arrive in full within limits.receive_timeout"})
 	}
+}
+
+// received settles a finished read: on success the reservation shrinks to
+// the message's real size; a read grpc-go refused (over
+// limits.max_message_bytes, malformed) is logged, since nothing else will.
+func (bs *budgetStream) received(m any, start time.Time, err error) error {
+	if err != nil {
+		// grpc-go ends the stream itself when a read fails, so the context
+		// cannot tell a refusal from a client that left; the status code can.
+		if code := status.Code(err); code != codes.Canceled && code != codes.DeadlineExceeded {
+			bs.svc.decision(slog.LevelInfo, bs.method, "reject", start, slog.String("code", code.String()),
+				slog.String("reason", truncate(status.Convert(err).Message(), 200)), peerAttr(bs.Context()))
+		}
+		return err
+	}
+	if size := int64(proto.Size(m.(proto.Message))); size < bs.held {
+		bs.svc.budget.sem.Release(bs.held - size)
+		bs.held = size
+	}
+	return nil
 }
 
 // refuse answers a request refused before it was read: one error_message of

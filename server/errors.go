@@ -74,14 +74,27 @@ func classify(ctx context.Context, err error) *turnError {
 	if errors.As(err, &le) {
 		return classifyLLM(le)
 	}
-	if errors.Is(err, errTTS) {
-		return &turnError{code: codes.Unavailable, kind: "unavailable", msg: "speech synthesis is unavailable, please try again", err: err}
+	var se *speechError
+	if errors.As(err, &se) {
+		return &turnError{code: codes.Unavailable, kind: "unavailable",
+			msg: fmt.Sprintf("speech synthesis is unavailable (tts.provider = %q), please try again", se.provider), err: err}
 	}
 	return &turnError{code: codes.Internal, kind: "internal", msg: "internal error", err: err}
 }
 
-// errTTS marks failures of the speech provider.
-var errTTS = errors.New("tts")
+// speechError is a failure of the speech provider; it names the provider so
+// the log and the client's message say which setting to look at.
+type speechError struct {
+	provider string
+	err      error
+}
+
+func (e *speechError) Error() string { return "tts.provider " + e.provider + ": " + e.err.Error() }
+
+func (e *speechError) Unwrap() error { return e.err }
+
+// speechErr marks err as the speech provider's.
+func (s *service) speechErr(err error) error { return &speechError{provider: s.tts.Name(), err: err} }
 
 func classifyLLM(e *llm.Error) *turnError {
 	switch e.Kind {

@@ -2,11 +2,15 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nexy-server/nexy/config"
 )
@@ -33,10 +37,19 @@ var (
 	secretAttrs = []string{"api_key", "apikey", "token", "password", "secret", "authorization"}
 )
 
+// maxLogValue caps every string the log prints: values that come from a
+// client (ids, sources, model names, provider error bodies) can be megabytes,
+// and one request must never write a megabyte line.
+const maxLogValue = 1024
+
 func (m *masker) replace(groups []string, a slog.Attr) slog.Attr {
 	if len(groups) == 0 && a.Key == slog.TimeKey {
 		a.Key = "ts"
 		return a
+	}
+	if a.Value.Kind() == slog.KindString && len(a.Value.String()) > maxLogValue {
+		v := a.Value.String()
+		a = slog.String(a.Key, fmt.Sprintf("%s(%d bytes)", truncate(v, maxLogValue), len(v)))
 	}
 	key := strings.ToLower(a.Key)
 	for _, s := range secretAttrs {
@@ -80,13 +93,25 @@ func idAttrs(req interface {
 	return []any{slog.String("session_id", truncate(req.GetSessionId(), 64)), slog.String("hardware_id", shortID(req.GetHardwareId()))}
 }
 
-// shortID keeps enough of a hardware id to correlate log lines without
-// writing the full device identifier into every line.
-func shortID(id string) string { return truncate(id, 8) }
+// shortID keeps a hardware id recognisable and distinct without writing the
+// full device identifier into every line: its first 8 characters (what the
+// owner sees in the app) and a short hash of the whole id, so two devices
+// whose ids share a prefix still look different.
+func shortID(id string) string {
+	if len(id) <= 16 {
+		return id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return id[:8] + "~" + hex.EncodeToString(sum[:3])
+}
 
+// truncate cuts s to at most n bytes, on a character boundary.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n] + "…"
 }

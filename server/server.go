@@ -12,7 +12,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +29,10 @@ import (
 
 // Version is the server version, set at build time with -ldflags "-X ...server.Version=...".
 var Version = "dev"
+
+// streamWindow is the HTTP/2 flow-control window of each stream: the
+// protocol's initial 64 KiB, the least grpc-go accepts.
+const streamWindow = 64 << 10
 
 // Server owns the listeners and the service.
 type Server struct {
@@ -84,6 +90,14 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 		// One connection cannot open more streams than this; with the request
 		// budget it bounds what a single client can make the server hold.
 		grpc.MaxConcurrentStreams(uint32(cfg.Limits.MaxStreamsPerConn)),
+		// A fixed per-stream window (HTTP/2's 64 KiB) instead of grpc-go's
+		// dynamic one, which grows to megabytes on a fast link: a stream
+		// waiting for the request budget then holds at most 64 KiB of its
+		// message. A stream being read still gets a window for its whole
+		// message at once (grpc-go grants what a read asks for), so uploads
+		// are not slowed; the connection window lets one full message through.
+		grpc.InitialWindowSize(streamWindow),
+		grpc.InitialConnWindowSize(int32(max(2*cfg.Limits.MaxMessageBytes, streamWindow))),
 		grpc.StreamInterceptor(s.svc.streamInterceptor),
 		grpc.UnaryInterceptor(s.svc.unaryInterceptor),
 		grpc.StatsHandler(refusedLogger{s.svc}),
@@ -170,9 +184,56 @@ func (s *Server) logStart() {
 		attrs = append(attrs, "http", a.String())
 	}
 	s.log.Info("Server started", attrs...)
+	llmNet, ttsNet := needsInternet(s.cfg.LLM.Provider, s.cfg.LLM.BaseURL), needsInternet(s.cfg.TTS.Provider, s.cfg.TTS.BaseURL)
+	s.log.Info("Providers", "scope", "server", "decision", "providers",
+		"llm.provider", s.cfg.LLM.Provider, "llm_endpoint", endpointHost(s.cfg.LLM.Provider, s.cfg.LLM.BaseURL), "llm_needs_internet", llmNet,
+		"tts.provider", s.cfg.TTS.Provider, "tts_endpoint", endpointHost(s.cfg.TTS.Provider, s.cfg.TTS.BaseURL), "tts_needs_internet", ttsNet)
 	if s.svc.llm == nil {
 		s.log.Warn(s.svc.llmMissing, "scope", "server", "decision", "degraded")
 	}
+}
+
+// defaultHosts are where providers go when no base_url is set.
+var defaultHosts = map[string]string{
+	"gemini": "generativelanguage.googleapis.com",
+	"edge":   "speech.platform.bing.com",
+	"azure":  "<region>.tts.speech.microsoft.com",
+}
+
+// endpointHost is the host a provider talks to ("local process" for a command).
+func endpointHost(provider, baseURL string) string {
+	if provider == "command" {
+		return "local process"
+	}
+	if baseURL == "" {
+		return defaultHosts[provider]
+	}
+	if u, err := url.Parse(baseURL); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return baseURL
+}
+
+// needsInternet tells an operator, once at start, which providers stop
+// working offline: a command or an endpoint on this machine or the local
+// network does not need the internet.
+func needsInternet(provider, baseURL string) bool {
+	if provider == "command" {
+		return false
+	}
+	if baseURL == "" {
+		return true // the provider's public default
+	}
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return true
+	}
+	host := u.Hostname()
+	if host == "localhost" || strings.HasSuffix(host, ".local") || strings.HasSuffix(host, ".localhost") {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !(ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast())
 }
 
 func (s *Server) shutdown() {

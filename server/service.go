@@ -168,11 +168,14 @@ func (s *service) ReportUsage(_ context.Context, req *pb.UsageRequest) (*pb.Usag
 	if err := validateHardwareID(req.GetHardwareId(), s.cfg.Limits.MaxIDLength); err != nil {
 		return nil, err.status()
 	}
-	if req.GetInputTokens() < 0 || req.GetOutputTokens() < 0 {
-		return nil, invalid("input_tokens and output_tokens must not be negative").status()
+	if err := s.validateUsage(req); err != nil {
+		s.decision(slog.LevelInfo, "ReportUsage", "reject", start, slog.String("hardware_id", shortID(req.GetHardwareId())),
+			slog.String("error_type", err.kind), slog.String("reason", err.msg))
+		return nil, err.status()
 	}
 	s.decision(slog.LevelInfo, "ReportUsage", "not_recorded", start, slog.String("hardware_id", shortID(req.GetHardwareId())),
-		slog.String("source", req.GetSource()), slog.Int("input_tokens", int(req.GetInputTokens())), slog.Int("output_tokens", int(req.GetOutputTokens())))
+		slog.String("source", req.GetSource()), slog.String("model", req.GetModel()),
+		slog.Int("input_tokens", int(req.GetInputTokens())), slog.Int("output_tokens", int(req.GetOutputTokens())))
 	return &pb.UsageResponse{Success: false, Message: "usage recording is not available on this server version"}, nil
 }
 
@@ -237,13 +240,14 @@ func welcomeAttrs(req *pb.WelcomeRequest, te *turnError) []any {
 
 // welcome is one GenerateWelcomeAudio in progress.
 type welcome struct {
-	pcm      io.ReadCloser
-	release  func()
-	method   string
-	estimate float64 // seconds
-	limit    int     // bytes of audio at most
-	chunks   int
-	bytes    int
+	pcm       io.ReadCloser
+	release   func()
+	speechErr func(error) error
+	method    string
+	estimate  float64 // seconds
+	limit     int     // bytes of audio at most
+	chunks    int
+	bytes     int
 }
 
 func (w *welcome) sentAny() bool { return w != nil && w.chunks > 0 }
@@ -277,7 +281,7 @@ func (s *service) startWelcome(ctx context.Context, req *pb.WelcomeRequest) (*we
 		release()
 		return nil, err
 	}
-	return &welcome{pcm: pcm, release: release, method: s.tts.Name(),
+	return &welcome{pcm: pcm, release: release, speechErr: s.speechErr, method: s.tts.Name(),
 		estimate: float64(utf8.RuneCountInString(speakable)) / charsPerSecond,
 		limit:    s.cfg.TTS.MaxWelcomeSeconds * audio.SampleRate * 2}, nil
 }
@@ -294,7 +298,7 @@ func (w *welcome) stream(out *outbox[pb.WelcomeResponse]) error {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("%w: %w", errTTS, err)
+			return w.speechErr(err)
 		}
 		if w.bytes += len(c); w.bytes > w.limit {
 			audio.Recycle(c)
@@ -314,7 +318,7 @@ func (w *welcome) stream(out *outbox[pb.WelcomeResponse]) error {
 		}
 	}
 	if w.chunks == 0 {
-		return fmt.Errorf("%w: the provider returned no audio", errTTS)
+		return w.speechErr(errors.New("the provider returned no audio"))
 	}
 	return nil
 }

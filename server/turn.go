@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"strings"
 	"sync"
@@ -248,7 +247,7 @@ func (t *turn) synthesize(job *speechJob) {
 			return
 		}
 		if err != nil {
-			job.err = fmt.Errorf("%w: %w", errTTS, err)
+			job.err = t.svc.speechErr(err)
 			return
 		}
 		t.tm.mark(&t.tm.ttsFirstByte, t.in.start)

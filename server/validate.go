@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/base64"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	pb "github.com/nexy-server/nexy/proto"
@@ -49,6 +50,28 @@ func validateSessionID(sid string, maxLen int) *turnError {
 			return invalid("%s; got an id longer than %d characters or with characters outside A-Z a-z 0-9 . _ : -", msgSessionID, maxLen)
 		}
 		return invalid("%s", msgSessionID)
+	}
+	return nil
+}
+
+// validateUsage checks a ReportUsage request: its strings are labels (a
+// source like "browser_agent", a model name), bounded by limits.max_id_length
+// and free of control characters, so they are safe to log and to store.
+func (s *service) validateUsage(req *pb.UsageRequest) *turnError {
+	maxLen := s.cfg.Limits.MaxIDLength
+	if sid := req.GetSessionId(); len(sid) > maxLen {
+		return invalid("session_id is %d bytes; the limit is %d (limits.max_id_length)", len(sid), maxLen)
+	}
+	for _, f := range []struct{ name, v string }{{"source", req.GetSource()}, {"model", req.GetModel()}} {
+		if len(f.v) > maxLen {
+			return invalid("%s is %d bytes; the limit is %d (limits.max_id_length)", f.name, len(f.v), maxLen)
+		}
+		if !utf8.ValidString(f.v) || strings.IndexFunc(f.v, unicode.IsControl) >= 0 {
+			return invalid("%s must be printable UTF-8 text", f.name)
+		}
+	}
+	if req.GetInputTokens() < 0 || req.GetOutputTokens() < 0 {
+		return invalid("input_tokens and output_tokens must not be negative")
 	}
 	return nil
 }
