@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -63,6 +64,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
+// stopOnSignal returns a context cancelled by the first SIGTERM or SIGINT,
+// and logs which one started the shutdown. After it a second signal is no
+// longer caught, so it ends the process at once (an impatient Ctrl-C).
+// The returned stop releases the signals and the goroutine watching them.
+func stopOnSignal(log *slog.Logger) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case sig := <-sigs:
+			signal.Stop(sigs)
+			log.Info("Signal received: shutting down (a second signal stops at once)", "scope", "server", "decision", "signal", "signal", sig.String())
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { signal.Stop(sigs); cancel(); <-done }
+}
+
 func serve(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	path := fs.String("config", "", "config file (default $NEXY_CONFIG, else ./nexy.toml when present)")
@@ -102,7 +125,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "nexy:", err)
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := stopOnSignal(log)
 	defer stop()
 	if err := srv.Serve(ctx); err != nil {
 		fmt.Fprintln(stderr, "nexy:", err)

@@ -60,7 +60,7 @@ func TestServeOnFreshMachine(t *testing.T) {
 		t.Fatalf("serve exited with %v\n%s", err, log.String())
 	}
 	out := log.String()
-	for _, want := range []string{"built-in defaults", "Server started", "grpc=127.0.0.1:", "NEXY_LLM_API_KEY", "Server stopped"} {
+	for _, want := range []string{"built-in defaults", "Server started", "grpc=127.0.0.1:", "NEXY_LLM_API_KEY", "signal=terminated", "Shutting down", "Server stopped"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("serve log lacks %q:\n%s", want, out)
 		}
@@ -97,7 +97,14 @@ func TestAsk(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- srv.Serve(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			t.Error("Serve did not return after shutdown")
+		}
+	}()
 
 	wav := filepath.Join(t.TempDir(), "answer.wav")
 	var stdout, stderr bytes.Buffer

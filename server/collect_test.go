@@ -262,3 +262,41 @@ func TestCollectSweptOnTimer(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+func TestShortIDTellsDevicesApart(t *testing.T) {
+	a, b := shortID("6E3F2C1A-0B4D-4E5F-8A9B-0C1D2E3F4A5B"), shortID("6E3F2C1A-0B4D-4E5F-8A9B-0C1D2E3F4A5C")
+	if a == b || !strings.HasPrefix(a, "6E3F2C1A~") || len(a) > 16 {
+		t.Fatalf("shortID: %q and %q", a, b)
+	}
+	if a != shortID("6E3F2C1A-0B4D-4E5F-8A9B-0C1D2E3F4A5B") {
+		t.Fatal("shortID is not stable")
+	}
+	if shortID("short-id") != "short-id" {
+		t.Fatal("a short id is kept whole")
+	}
+}
+
+func TestNeedsInternet(t *testing.T) {
+	for _, c := range []struct {
+		provider, url string
+		want          bool
+	}{
+		{"gemini", "", true}, {"edge", "", true}, {"command", "", false},
+		{"openai", "http://localhost:11434/v1", false}, {"openai", "http://127.0.0.1:8880/v1", false},
+		{"openai", "http://192.168.1.20:8080/v1", false}, {"openai", "http://[::1]:8080/v1", false},
+		{"openai", "https://api.openai.com/v1", true}, {"openai", "http://kokoro.local:8880/v1", false},
+	} {
+		if got := needsInternet(c.provider, c.url); got != c.want {
+			t.Errorf("needsInternet(%q, %q) = %v", c.provider, c.url, got)
+		}
+	}
+}
+
+func TestLogCapsLongValues(t *testing.T) {
+	var buf syncBuffer
+	log := NewLogger(&buf, config.Log{Level: "info", Format: "text"}, nil)
+	log.Info("x", "source", strings.Repeat("é", 1<<20))
+	if n := len(buf.String()); n > 4096 || !strings.Contains(buf.String(), "(2097152 bytes)") {
+		t.Fatalf("log line of %d bytes: %.100s", n, buf.String())
+	}
+}

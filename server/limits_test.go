@@ -236,8 +236,12 @@ func TestTTSDownBeforeDataIsOneError(t *testing.T) {
 	cfg := testConfig(t, "openai", fake.URL, "http://127.0.0.1:1/v1") // nothing listens there
 	h := startServer(t, cfg)
 	msgs, err := h.call(t, commitReq(newSession(), "hello"))
-	if status.Code(err) != codes.Unavailable || len(msgs) != 1 || !strings.Contains(msgs[0].GetErrorMessage(), "speech synthesis") {
+	if status.Code(err) != codes.Unavailable || len(msgs) != 1 || !strings.Contains(msgs[0].GetErrorMessage(), "speech synthesis") ||
+		!strings.Contains(msgs[0].GetErrorMessage(), `tts.provider = "openai"`) {
 		t.Fatalf("TTS down: %v %v", msgs, err)
+	}
+	if !strings.Contains(h.log.String(), "tts.provider openai:") {
+		t.Errorf("the log does not name tts.provider:\n%s", h.log.String())
 	}
 }
 
