@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/nexy-server/nexy/config"
+	"github.com/nexy-server/nexy/internal/buildinfo"
 	"github.com/nexy-server/nexy/llm"
 	pb "github.com/nexy-server/nexy/proto"
 	"github.com/nexy-server/nexy/tts"
@@ -178,7 +179,7 @@ func (s *Server) Serve(ctx context.Context) error {
 func sweepInterval(ttl time.Duration) time.Duration { return max(ttl/4, time.Second) }
 
 func (s *Server) logStart() {
-	attrs := []any{"scope", "server", "decision", "start", "version", Version, "grpc", s.GRPCAddr().String(),
+	attrs := []any{"scope", "server", "decision", "start", "version", buildinfo.String(Version), "grpc", s.GRPCAddr().String(),
 		"llm", s.cfg.LLM.Provider, "model", s.cfg.LLM.Model, "tts", s.svc.tts.Name()}
 	if a := s.HTTPAddr(); a != nil {
 		attrs = append(attrs, "http", a.String())
@@ -264,5 +265,5 @@ func (s *Server) shutdown() {
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "public, max-age=30")
-	_ = json.NewEncoder(w).Encode(map[string]string{"status": "OK", "server_version": Version})
+	_ = json.NewEncoder(w).Encode(map[string]string{"status": "OK", "server_version": buildinfo.Read(Version).Version, "commit": buildinfo.Revision()})
 }
