@@ -170,6 +170,7 @@ func TestOneDeviceCollectFloodDoesNotStarveOthers(t *testing.T) {
 	fake := llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "Hello other device."}`}}, llmtest.Script{Deltas: []string{`{"text": "Hello flooder."}`}})
 	cfg := testConfig(t, "openai", fake.URL, newSpeechFake(t).URL)
 	cfg.Log.Level = "info"
+	base := runtime.NumGoroutine()
 	h := startServer(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -216,6 +217,7 @@ func TestOneDeviceCollectFloodDoesNotStarveOthers(t *testing.T) {
 	if n > cfg.Limits.CollectPerDevice {
 		t.Fatalf("%d utterances buffered; one device may hold %d", n, cfg.Limits.CollectPerDevice)
 	}
+	checkNoLeak(t, h, base)
 }
 
 // TestDeviceTurnLimit: a device at limits.max_turns_per_device is refused
@@ -224,9 +226,9 @@ func TestDeviceTurnLimit(t *testing.T) {
 	fake := llmtest.NewOpenAI(t, hangingScript(), llmtest.Script{Deltas: []string{`{"text": "Other device."}`}})
 	cfg := testConfig(t, "openai", fake.URL, newSpeechFake(t).URL)
 	cfg.Limits.MaxTurnsPerDevice = 1
+	base := runtime.NumGoroutine()
 	h := startServer(t, cfg)
 	cancel := startHanging(t, h, newSession())
-	defer cancel()
 	msgs, err := h.call(t, commitReq(newSession(), "second"))
 	if status.Code(err) != codes.ResourceExhausted || len(msgs) != 1 || !strings.Contains(msgs[0].GetErrorMessage(), "device_limit_exceeded") ||
 		!strings.Contains(msgs[0].GetErrorMessage(), "limits.max_turns_per_device") {
@@ -242,4 +244,6 @@ func TestDeviceTurnLimit(t *testing.T) {
 	} else {
 		checkAnswer(t, msgs)
 	}
+	cancel()
+	checkNoLeak(t, h, base)
 }

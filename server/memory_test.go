@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"runtime/metrics"
 	"strconv"
 	"strings"
@@ -264,7 +265,7 @@ func waitGroup(t *testing.T, wg *sync.WaitGroup, what string, limit time.Duratio
 // trickle opens a raw HTTP/2 StreamAudio whose message header announces
 // size bytes and then sends only a few of them, holding the stream open:
 // a client trickling a large request.
-func trickle(t *testing.T, addr string, size int) <-chan *http.Response {
+func trickle(t *testing.T, addr string, size int) (<-chan *http.Response, func()) {
 	t.Helper()
 	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
 		var d net.Dialer
@@ -298,7 +299,7 @@ func trickle(t *testing.T, addr string, size int) <-chan *http.Response {
 		t.Cleanup(func() { resp.Body.Close() })
 		got <- resp
 	}()
-	return got
+	return got, func() { w.Close(); tr.CloseIdleConnections() }
 }
 
 // TestTricklingRequestCannotHoldTheBudget: a request whose bytes do not
@@ -310,8 +311,9 @@ func TestTricklingRequestCannotHoldTheBudget(t *testing.T) {
 	cfg := testConfig(t, "openai", fake.URL, newSpeechFake(t).URL)
 	cfg.Limits.RequestBytesInFlight = cfg.Limits.MaxMessageBytes // room for one request being read
 	cfg.Limits.ReceiveTimeout = config.Duration{Duration: 500 * time.Millisecond}
+	base := runtime.NumGoroutine()
 	h := startServer(t, cfg)
-	answer := trickle(t, h.srv.GRPCAddr().String(), 1<<20)
+	answer, closeTrickle := trickle(t, h.srv.GRPCAddr().String(), 1<<20)
 	budget := h.srv.svc.budget.sem
 	waitFor(t, "the trickling request to hold the budget", func() bool {
 		if budget.TryAcquire(1) {
@@ -346,6 +348,9 @@ func TestTricklingRequestCannotHoldTheBudget(t *testing.T) {
 	if !strings.Contains(h.log.String(), "limits.receive_timeout") {
 		t.Errorf("the refusal is not in the log")
 	}
+	resp.Body.Close()
+	closeTrickle()
+	checkNoLeak(t, h, base)
 }
 
 // TestOversizedRequestsAreLogged: requests refused by gRPC's size limit
@@ -358,6 +363,7 @@ func TestOversizedRequestsAreLogged(t *testing.T) {
 	cfg.Limits.MaxMessageBytes = 64 << 10
 	cfg.Limits.MaxScreenshotBytes = 32 << 10
 	cfg.Limits.RequestBytesInFlight = 64 << 10
+	base := runtime.NumGoroutine()
 	h := startServer(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
@@ -387,6 +393,7 @@ func TestOversizedRequestsAreLogged(t *testing.T) {
 			t.Errorf("a log line of %d bytes: %.200s…", len(line), line)
 		}
 	}
+	checkNoLeak(t, h, base)
 }
 
 // TestStalledTurnsAtLimitHeapBound: the server at limits.max_concurrent_streams
