@@ -137,6 +137,9 @@ func TestInterruptFreesSlowReaderAtOnce(t *testing.T) {
 	if a := checkAnswer(t, msgs); a.texts[0] != "Yes?" {
 		t.Fatalf("answer = %q", a.texts)
 	}
+	// The interrupted turn's handler ends while its client still does not
+	// read (not only after limits.send_timeout, a minute here).
+	waitFor(t, "the interrupted turn to end", func() bool { return strings.Contains(h.log.String(), "decision=cancelled") })
 	if _, err := readAll(stream); status.Code(err) != codes.Canceled {
 		t.Fatalf("the interrupted stream ended with %v, want Canceled", err)
 	}

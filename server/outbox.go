@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nexy-server/nexy/audio"
@@ -33,6 +34,7 @@ type outbox[M any] struct {
 	done    chan struct{} // closed when the sender goroutine has ended
 	stalled chan struct{} // closed when a Send made no progress for the send timeout
 	stall   *time.Timer
+	sending atomic.Bool // the sender is inside Send
 	once    sync.Once
 	closed  bool
 }
@@ -63,9 +65,11 @@ func (o *outbox[M]) run(sendTimeout time.Duration) {
 			o.recycle(m)
 			continue
 		}
+		o.sending.Store(true)
 		o.stall.Reset(sendTimeout)
 		err := o.send(m)
 		o.stall.Stop()
+		o.sending.Store(false)
 		// Send has serialized the message; nothing refers to its buffers now.
 		o.recycle(m)
 		if err != nil {
@@ -87,16 +91,31 @@ func (o *outbox[M]) put(m *M) error {
 	}
 }
 
-// finish closes the outbox and waits until everything queued has been sent,
-// or until a Send stalls (then false: the caller must return from the RPC
-// handler without sending anything else, which releases the stalled Send).
-// Only the goroutine that calls put may call finish, once.
+// finish closes the outbox and waits until everything queued has been sent.
+// It returns false when the sender is stuck in a Send: after a stall, or at
+// once when the pipeline was cancelled (an interrupt, shutdown) while a Send
+// was blocked. Then the caller must return from the RPC handler without
+// sending anything else, which releases that Send. Only the goroutine that
+// calls put may call finish, once.
 func (o *outbox[M]) finish() bool {
 	if o.closed {
 		return true
 	}
 	o.closed = true
 	close(o.ch)
+	select {
+	case <-o.done:
+		return true
+	case <-o.stalled:
+		return false
+	case <-o.ctx.Done():
+	}
+	// Cancelled. A sender not inside a Send now drops what is left and ends
+	// at once (or, after the turn's own normal end, sends it); one blocked in
+	// a Send is only released by the handler's return.
+	if o.sending.Load() && !errors.Is(context.Cause(o.ctx), errTurnDone) {
+		return false
+	}
 	select {
 	case <-o.done:
 		return true
