@@ -106,7 +106,7 @@ func (s *service) synthesize(ctx context.Context, req tts.Request) (io.ReadClose
 }
 
 // logTurn writes the turn's decision line with its per-stage timings.
-func (s *service) logTurn(t *turn, err error) {
+func (s *service) logTurn(t *turn, sentAny bool, err error) {
 	decision, level := "complete", slog.LevelInfo
 	attrs := []slog.Attr{
 		slog.String("session_id", t.in.sessionID), slog.String("hardware_id", shortID(t.in.hardwareID)),
@@ -126,7 +126,7 @@ func (s *service) logTurn(t *turn, err error) {
 		if te.kind == "cancelled_by_user" {
 			decision, level = "cancelled", slog.LevelInfo
 		}
-		attrs = append(attrs, slog.String("error_type", te.kind), slog.Bool("sent_any", t.sentAny), slog.String("error", te.Error()))
+		attrs = append(attrs, slog.String("error_type", te.kind), slog.Bool("sent_any", sentAny), slog.String("error", te.Error()))
 	}
 	s.decision(level, "StreamAudio", decision, t.in.start, toAny(attrs)...)
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
@@ -89,17 +90,56 @@ func (b *collectBuffer) put(req *pb.StreamRequest, mime string) (accepted bool, 
 	if next.size() > b.perDeviceBytes {
 		return false, exhausted("collect_limit_exceeded", "this utterance is larger than one device may buffer (limits.collect_per_device_bytes = %d)", b.perDeviceBytes)
 	}
-	b.fitDeviceLocked(key, old, next.size())
-	if old == nil && len(b.entries) >= b.maxEntries || b.bytes-b.sizeOf(old)+next.size() > b.maxBytes {
+	// Plan which of the device's own oldest utterances must make room, check
+	// the whole buffer with that room counted, and only then evict: a
+	// refused COLLECT costs the device nothing.
+	evict, ok := b.planLocked(key, old, next.size())
+	if !ok {
 		b.sweepLocked(now, true)
-		if old == nil && len(b.entries) >= b.maxEntries || b.bytes-b.sizeOf(old)+next.size() > b.maxBytes {
+		if evict, ok = b.planLocked(key, old, next.size()); !ok {
 			return false, exhausted("collect_limit_exceeded", "the server is holding too many spoken requests right now "+
 				"(limits.collect_max_sessions, limits.collect_max_bytes); please retry")
 		}
 	}
+	for _, k := range evict {
+		b.removeLocked(k)
+	}
 	b.removeLocked(key)
 	b.addLocked(key, &next)
 	return true, nil
+}
+
+// planLocked returns the device's own oldest utterances (never key) whose
+// removal lets key's entry, new or grown to size, fit the device's bounds,
+// and whether it then also fits the whole buffer's.
+func (b *collectBuffer) planLocked(key collectKey, old *collected, size int) (evict []collectKey, fits bool) {
+	entries, bytes := len(b.entries), b.bytes-b.sizeOf(old)+size
+	devEntries, devBytes := 0, -b.sizeOf(old)+size
+	if d := b.devices[key.hardwareID]; d != nil {
+		devEntries, devBytes = d.entries, d.bytes-b.sizeOf(old)+size
+	}
+	if old == nil {
+		entries++
+		devEntries++
+	}
+	if devEntries > b.perDevice || devBytes > b.perDeviceBytes {
+		var own []collectKey
+		for k := range b.entries {
+			if k.hardwareID == key.hardwareID && k != key {
+				own = append(own, k)
+			}
+		}
+		slices.SortFunc(own, func(x, y collectKey) int { return b.entries[x].updated.Compare(b.entries[y].updated) })
+		for _, k := range own {
+			if devEntries <= b.perDevice && devBytes <= b.perDeviceBytes {
+				break
+			}
+			size := b.entries[k].size()
+			evict = append(evict, k)
+			devEntries, devBytes, entries, bytes = devEntries-1, devBytes-size, entries-1, bytes-size
+		}
+	}
+	return evict, entries <= b.maxEntries && bytes <= b.maxBytes
 }
 
 func (b *collectBuffer) sizeOf(c *collected) int {
@@ -107,36 +147,6 @@ func (b *collectBuffer) sizeOf(c *collected) int {
 		return 0
 	}
 	return c.size()
-}
-
-// fitDeviceLocked drops the device's own oldest utterances (never key) until
-// the new or grown entry of key fits its per-device bounds.
-func (b *collectBuffer) fitDeviceLocked(key collectKey, old *collected, size int) {
-	d := b.devices[key.hardwareID]
-	if d == nil {
-		return
-	}
-	fits := func() bool {
-		entries, bytes := d.entries, d.bytes-b.sizeOf(old)+size
-		if old == nil {
-			entries++
-		}
-		return entries <= b.perDevice && bytes <= b.perDeviceBytes
-	}
-	for !fits() {
-		var oldest collectKey
-		var found bool
-		var at time.Time
-		for k, c := range b.entries {
-			if k.hardwareID == key.hardwareID && k != key && (!found || c.updated.Before(at)) {
-				oldest, at, found = k, c.updated, true
-			}
-		}
-		if !found {
-			return // cannot happen: key alone fits (checked by put)
-		}
-		b.removeLocked(oldest)
-	}
 }
 
 func (b *collectBuffer) addLocked(key collectKey, c *collected) {

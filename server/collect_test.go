@@ -300,3 +300,33 @@ func TestLogCapsLongValues(t *testing.T) {
 		t.Fatalf("log line of %d bytes: %.100s", n, buf.String())
 	}
 }
+
+// TestCollectRefusalEvictsNothing: a COLLECT the whole buffer cannot take
+// is refused without first throwing away the device's older utterance.
+func TestCollectRefusalEvictsNothing(t *testing.T) {
+	b := newCollectBuffer(collectLimits{ttl: time.Minute, maxEntries: 2, maxBytes: 100, perDevice: 1, perDeviceBytes: 100})
+	put := func(hw, sid, text string) *turnError {
+		r := collectReq(sid, 1, text)
+		r.HardwareId = hw
+		_, err := b.put(r, "")
+		return err
+	}
+	if put("A", "a1", strings.Repeat("a", 10)) != nil || put("B", "b1", strings.Repeat("b", 80)) != nil {
+		t.Fatal("setup refused")
+	}
+	if err := put("A", "a2", strings.Repeat("c", 95)); err == nil || !strings.Contains(err.msg, "collect_limit_exceeded") {
+		t.Fatalf("over the whole buffer: %v", err)
+	}
+	if _, ok := b.peek("A", "a1"); !ok {
+		t.Fatal("a refused COLLECT evicted the device's older utterance")
+	}
+	if err := put("A", "a3", strings.Repeat("d", 15)); err != nil { // fits once a1 makes room
+		t.Fatal(err)
+	}
+	if _, ok := b.peek("A", "a1"); ok {
+		t.Fatal("a1 should have made room for a3")
+	}
+	if n, bytes := b.stats(); n != 2 || bytes != 95 {
+		t.Fatalf("stats = %d entries, %d bytes", n, bytes)
+	}
+}

@@ -42,6 +42,8 @@ var (
 	errIdle        = errors.New("no progress within limits.idle_timeout")
 	errFirstToken  = errors.New("no answer within llm.first_token_timeout")
 	errShutdown    = errors.New("server is shutting down")
+	// errClientGone: a Send failed, the client has left.
+	errClientGone = errors.New("the client went away")
 	// errSendStalled: one Send made no progress for limits.send_timeout.
 	errSendStalled = errors.New("the client stopped reading within limits.send_timeout")
 	// errTurnDone is how a turn cancels its own context when it ends, so
@@ -65,6 +67,8 @@ func classify(ctx context.Context, err error) *turnError {
 		return &turnError{code: codes.DeadlineExceeded, kind: "timeout", msg: "the answer stalled and was stopped (limits.idle_timeout)", err: err}
 	case errors.Is(cause, errSendStalled), errors.Is(err, errSendStalled):
 		return &turnError{code: codes.DeadlineExceeded, kind: "timeout", msg: "the client stopped reading the answer (limits.send_timeout)", err: err}
+	case errors.Is(cause, errClientGone), errors.Is(err, errClientGone):
+		return &turnError{code: codes.Canceled, kind: "cancelled_by_user", msg: "request cancelled", err: err}
 	case errors.Is(cause, errShutdown):
 		return &turnError{code: codes.Unavailable, kind: "unavailable", msg: "server is shutting down, please retry", err: err}
 	case ctx.Err() != nil && !errors.Is(cause, errTurnDone):

@@ -262,18 +262,19 @@ func waitGroup(t *testing.T, wg *sync.WaitGroup, what string, limit time.Duratio
 	}
 }
 
-// trickle opens a raw HTTP/2 StreamAudio whose message header announces
-// size bytes and then sends only a few of them, holding the stream open:
-// a client trickling a large request.
-func trickle(t *testing.T, addr string, size int) (<-chan *http.Response, func()) {
+// trickle opens a raw HTTP/2 call of method (e.g. "StreamAudio") from the
+// loopback address from, whose message header announces size bytes and then
+// sends only a few of them, holding the stream open: a client trickling a
+// large request.
+func trickle(t *testing.T, addr, method, from string, size int) (<-chan *http.Response, func()) {
 	t.Helper()
 	tr := &http2.Transport{AllowHTTP: true, DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-		var d net.Dialer
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
 		return d.DialContext(ctx, network, addr)
 	}}
 	t.Cleanup(tr.CloseIdleConnections)
 	body, w := io.Pipe()
-	req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/streaming.StreamingService/StreamAudio", body)
+	req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/streaming.StreamingService/"+method, body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +314,7 @@ func TestTricklingRequestCannotHoldTheBudget(t *testing.T) {
 	cfg.Limits.ReceiveTimeout = config.Duration{Duration: 500 * time.Millisecond}
 	base := runtime.NumGoroutine()
 	h := startServer(t, cfg)
-	answer, closeTrickle := trickle(t, h.srv.GRPCAddr().String(), 1<<20)
+	answer, closeTrickle := trickle(t, h.srv.GRPCAddr().String(), "StreamAudio", "127.0.0.1", 1<<20)
 	budget := h.srv.svc.budget.sem
 	waitFor(t, "the trickling request to hold the budget", func() bool {
 		if budget.TryAcquire(1) {
@@ -450,5 +451,78 @@ grace_period = "1s"
 	// fixture is about 120 KB of 48 kHz audio. 1 MiB a turn is generous.
 	if bound := (turns<<20 + 16<<20) * (100 + gogc) / 100; report["PEAK_HEAP"] > bound {
 		t.Errorf("server heap peaked at %d bytes with %d stalled turns, over %d", report["PEAK_HEAP"], turns, bound)
+	}
+}
+
+// TestOnePeerCannotTakeTheWholeBudget: a host that opens many streams and
+// sends nothing holds at most its share of the reads in progress; a request
+// from another host is read at once, long before the receive timeout. A
+// unary request is read under the same budget and timeout.
+func TestOnePeerCannotTakeTheWholeBudget(t *testing.T) {
+	fake := llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "Ok."}`}})
+	cfg := testConfig(t, "openai", fake.URL, newSpeechFake(t).URL)
+	cfg.Limits.RequestBytesInFlight = 8 * cfg.Limits.MaxMessageBytes // 8 reads; 2 per peer
+	cfg.Limits.ReceiveTimeout = config.Duration{Duration: time.Minute}
+	h := startServer(t, cfg)
+	addr := h.srv.GRPCAddr().String()
+	var closers []func()
+	defer func() {
+		for _, c := range closers {
+			c()
+		}
+	}()
+	for range 8 {
+		_, c := trickle(t, addr, "StreamAudio", "127.0.0.2", 1<<20)
+		closers = append(closers, c)
+	}
+	_, c := trickle(t, addr, "ReportUsage", "127.0.0.2", 1<<20)
+	closers = append(closers, c)
+	budget := h.srv.svc.budget
+	waitFor(t, "the host's share of reads to be taken", func() bool {
+		budget.peers.mu.Lock()
+		defer budget.peers.mu.Unlock()
+		s := budget.peers.m["127.0.0.2"]
+		return s != nil && len(s.ch) == budget.peers.perPeer && s.users == 9
+	})
+	if budget.sem.TryAcquire(6 * budget.max) { // the other 6 reads are free
+		budget.sem.Release(6 * budget.max)
+	} else {
+		t.Fatal("one host holds more than its share of the request budget")
+	}
+	start := time.Now()
+	msgs, err := h.call(t, collectReq(newSession(), 1, "hello"))
+	if err != nil || msgs[0].GetEndMessage() != collectAccepted || time.Since(start) > cfg.Limits.ReceiveTimeout.Duration/2 {
+		t.Fatalf("a COLLECT from another host: %v %v after %v", msgs, err, time.Since(start))
+	}
+}
+
+// TestTricklingUnaryRequestIsRefused: ReportUsage is read under the receive
+// timeout like the streaming RPCs.
+func TestTricklingUnaryRequestIsRefused(t *testing.T) {
+	fake := llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "Ok."}`}})
+	cfg := testConfig(t, "openai", fake.URL, newSpeechFake(t).URL)
+	cfg.Limits.ReceiveTimeout = config.Duration{Duration: 300 * time.Millisecond}
+	h := startServer(t, cfg)
+	answer, closeTrickle := trickle(t, h.srv.GRPCAddr().String(), "ReportUsage", "127.0.0.1", 1<<20)
+	defer closeTrickle()
+	var resp *http.Response
+	select {
+	case resp = <-answer:
+	case <-time.After(waitLimit):
+		t.Fatal("the trickling ReportUsage was never answered")
+	}
+	if resp == nil {
+		t.Fatal("no response")
+	}
+	_, _ = io.ReadAll(resp.Body)
+	grpcStatus := resp.Trailer.Get("Grpc-Status")
+	if grpcStatus == "" {
+		grpcStatus = resp.Header.Get("Grpc-Status") // a trailers-only answer
+	}
+	if grpcStatus != strconv.Itoa(int(codes.DeadlineExceeded)) {
+		t.Fatalf("trickling ReportUsage ended with grpc-status %q, want DEADLINE_EXCEEDED", grpcStatus)
+	}
+	if !regexp.MustCompile(`method=ReportUsage decision=reject .*limits.receive_timeout`).MatchString(h.log.String()) {
+		t.Errorf("the refusal is not in the log:\n%s", h.log.String())
 	}
 }

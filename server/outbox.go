@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,7 +35,9 @@ type outbox[M any] struct {
 	done    chan struct{} // closed when the sender goroutine has ended
 	stalled chan struct{} // closed when a Send made no progress for the send timeout
 	stall   *time.Timer
-	sending atomic.Bool // the sender is inside Send
+	sending atomic.Bool  // the sender is inside Send
+	sent    atomic.Int64 // messages Send accepted
+	failure error        // why a queued message did not go out; read after done
 	once    sync.Once
 	closed  bool
 }
@@ -56,12 +59,14 @@ func newOutbox[M any](ctx context.Context, cancel context.CancelCauseFunc, send 
 
 func (o *outbox[M]) run(sendTimeout time.Duration) {
 	defer close(o.done)
-	failed := false
 	for m := range o.ch {
 		// After a failed Send or a cancelled pipeline nothing more goes out:
 		// an interrupted turn must not keep talking. A pipeline that ended
 		// by itself (errTurnDone) still delivers what it queued.
-		if failed || o.ctx.Err() != nil && !errors.Is(context.Cause(o.ctx), errTurnDone) {
+		if o.failure == nil && o.ctx.Err() != nil && !errors.Is(context.Cause(o.ctx), errTurnDone) {
+			o.failure = context.Cause(o.ctx)
+		}
+		if o.failure != nil {
 			o.recycle(m)
 			continue
 		}
@@ -73,15 +78,21 @@ func (o *outbox[M]) run(sendTimeout time.Duration) {
 		// Send has serialized the message; nothing refers to its buffers now.
 		o.recycle(m)
 		if err != nil {
-			failed = true
-			o.cancel(err)
+			o.failure = fmt.Errorf("%w: %w", errClientGone, err)
+			o.cancel(o.failure)
+			continue
 		}
+		o.sent.Add(1)
 	}
 }
 
 // put queues m for sending. It fails only when the pipeline's context is
 // done, and never blocks beyond that: the caller always gets control back.
 func (o *outbox[M]) put(m *M) error {
+	if o.ctx.Err() != nil { // a cancelled pipeline queues nothing more
+		o.recycle(m)
+		return context.Cause(o.ctx)
+	}
 	select {
 	case o.ch <- m:
 		return nil
@@ -91,37 +102,54 @@ func (o *outbox[M]) put(m *M) error {
 	}
 }
 
-// finish closes the outbox and waits until everything queued has been sent.
-// It returns false when the sender is stuck in a Send: after a stall, or at
-// once when the pipeline was cancelled (an interrupt, shutdown) while a Send
-// was blocked. Then the caller must return from the RPC handler without
-// sending anything else, which releases that Send. Only the goroutine that
-// calls put may call finish, once.
-func (o *outbox[M]) finish() bool {
+// sentAny reports whether any message has actually gone out to the client.
+func (o *outbox[M]) sentAny() bool { return o.sent.Load() > 0 }
+
+// finish closes the outbox and waits for the sender. It returns nil when
+// every queued message went out, else why not. ended tells whether the
+// sender has ended: only then may the caller send anything itself. The
+// sender is left behind when it is stuck in a Send (a stall, or a
+// cancellation while a Send was blocked); the caller must then return from
+// the RPC handler, which releases that Send. Only the goroutine that calls
+// put may call finish, once.
+func (o *outbox[M]) finish() (ended bool, err error) {
 	if o.closed {
-		return true
+		return true, o.failure
 	}
 	o.closed = true
 	close(o.ch)
 	select {
 	case <-o.done:
-		return true
+		return true, o.failure
 	case <-o.stalled:
-		return false
+		return o.stuck()
 	case <-o.ctx.Done():
 	}
 	// Cancelled. A sender not inside a Send now drops what is left and ends
-	// at once (or, after the turn's own normal end, sends it); one blocked in
-	// a Send is only released by the handler's return.
+	// at once (or, after the pipeline's own normal end, sends it); one
+	// blocked in a Send is only released by the handler's return.
 	if o.sending.Load() && !errors.Is(context.Cause(o.ctx), errTurnDone) {
-		return false
+		return o.stuck()
 	}
 	select {
 	case <-o.done:
-		return true
+		return true, o.failure
 	case <-o.stalled:
-		return false
+		return o.stuck()
 	}
+}
+
+// stuck reports a sender that did not end, unless it just did.
+func (o *outbox[M]) stuck() (bool, error) {
+	select {
+	case <-o.done: // the Send returned as the timer fired
+		return true, o.failure
+	default:
+	}
+	if cause := context.Cause(o.ctx); !errors.Is(cause, errTurnDone) {
+		return false, cause
+	}
+	return false, errSendStalled
 }
 
 // recycleStream returns the audio buffer of a StreamAudio message to the pool.

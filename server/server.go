@@ -24,7 +24,6 @@ import (
 	"github.com/nexy-server/nexy/config"
 	"github.com/nexy-server/nexy/internal/buildinfo"
 	"github.com/nexy-server/nexy/llm"
-	pb "github.com/nexy-server/nexy/proto"
 	"github.com/nexy-server/nexy/tts"
 )
 
@@ -100,14 +99,13 @@ func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) 
 		grpc.InitialWindowSize(streamWindow),
 		grpc.InitialConnWindowSize(int32(max(2*cfg.Limits.MaxMessageBytes, streamWindow))),
 		grpc.StreamInterceptor(s.svc.streamInterceptor),
-		grpc.UnaryInterceptor(s.svc.unaryInterceptor),
-		grpc.StatsHandler(refusedLogger{s.svc}),
 		// The shipped client pings every 120 s during a call; grpc-go's default
 		// policy (5 min) would answer with GOAWAY too_many_pings.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.Limits.KeepaliveMinTime.Duration, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 60 * time.Second, Timeout: 20 * time.Second}),
 	)
-	pb.RegisterStreamingServiceServer(s.grpc, s.svc)
+	// The generated description, with unary requests read under the budget.
+	s.grpc.RegisterService(s.svc.serviceDesc(), s.svc)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", s.health)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}

@@ -118,18 +118,18 @@ func (s *service) commitPhase(req *pb.StreamRequest, mime string, stream grpc.Se
 	t := &turn{svc: s, in: in, ctx: ctx, cancel: cancel, out: out}
 	t.tm.mark(&t.tm.admitted, start)
 	err := t.run()
-	delivered := out.finish()
-	if !delivered && err == nil {
-		err = errSendStalled // the last messages never left: the client stopped reading
+	ended, outErr := out.finish()
+	if err == nil {
+		err = outErr // something queued never left: the client stopped reading or went away
 	}
-	s.logTurn(t, err)
+	s.logTurn(t, out.sentAny(), err)
 	if err == nil {
 		return nil
 	}
 	te := classify(ctx, err)
-	if !t.sentAny && delivered {
-		// The sender has ended, so this goroutine may send; nothing was
-		// queued before, so flow control cannot hold this one message.
+	if ended && !out.sentAny() {
+		// The sender has ended, so this goroutine may send; nothing went
+		// out before, so flow control cannot hold this one message.
 		return s.sendError(stream.Send, te)
 	}
 	return te.status() // after data: no error_message, no end_message (SPEC §2)
@@ -206,14 +206,14 @@ func (s *service) GenerateWelcomeAudio(req *pb.WelcomeRequest, stream grpc.Serve
 	if err == nil {
 		err = out.put(&pb.WelcomeResponse{Content: &pb.WelcomeResponse_EndMessage{EndMessage: welcomeDone}})
 	}
-	delivered := out.finish()
-	if !delivered && err == nil {
-		err = errSendStalled
+	ended, outErr := out.finish()
+	if err == nil {
+		err = outErr
 	}
 	if err != nil {
 		te := classify(ctx, err)
 		s.decision(welcomeLevel(te), "GenerateWelcomeAudio", "error", start, welcomeAttrs(req, te)...)
-		if !w.sentAny() && delivered {
+		if ended && !out.sentAny() {
 			_ = stream.Send(&pb.WelcomeResponse{Content: &pb.WelcomeResponse_ErrorMessage{ErrorMessage: te.msg}})
 		}
 		return te.status()
@@ -249,8 +249,6 @@ type welcome struct {
 	chunks    int
 	bytes     int
 }
-
-func (w *welcome) sentAny() bool { return w != nil && w.chunks > 0 }
 
 func (s *service) startWelcome(ctx context.Context, req *pb.WelcomeRequest) (*welcome, error) {
 	text := strings.TrimSpace(req.GetText())
@@ -312,7 +310,7 @@ func (w *welcome) stream(out *outbox[pb.WelcomeResponse]) error {
 				return err
 			}
 		}
-		w.chunks++ // counted when queued: from here on the client may have data
+		w.chunks++
 		if err := out.put(&pb.WelcomeResponse{Content: &pb.WelcomeResponse_AudioChunk{AudioChunk: audioChunk(c)}}); err != nil {
 			return err
 		}

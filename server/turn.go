@@ -77,7 +77,7 @@ type turn struct {
 	llmErr error
 
 	// Sender side.
-	sentAny  bool
+	sentAny  bool // the first segment's text is queued: later text goes out at once
 	segments int
 	chunks   int
 }
