@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -248,5 +249,48 @@ func TestDeviceTurnLimit(t *testing.T) {
 		checkAnswer(t, msgs)
 	}
 	cancel()
+	checkNoLeak(t, h, base)
+}
+
+// TestSlowWelcomeReaderFreesItsSlot: GenerateWelcomeAudio to a client that
+// does not read ends after limits.send_timeout like a turn, freeing its slot.
+func TestSlowWelcomeReaderFreesItsSlot(t *testing.T) {
+	speech := newSpeechFake(t)
+	speech.repeat = 4 // about 480 KB of 48 kHz audio: more than the window holds
+	cfg := testConfig(t, "openai", "http://127.0.0.1:1/v1", speech.URL)
+	cfg.Limits.SendTimeout = config.Duration{Duration: 300 * time.Millisecond}
+	base := runtime.NumGoroutine()
+	h := startServer(t, cfg)
+	conn, err := grpc.NewClient(h.srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stream, err := pb.NewStreamingServiceClient(conn).GenerateWelcomeAudio(ctx, &pb.WelcomeRequest{Text: "Hello there, welcome.", SessionId: "welcome_1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the welcome to take a slot", func() bool { return len(speech.requests()) == 1 })
+	waitFor(t, "the stalled welcome to free its slot", func() bool { return h.srv.svc.adm.running() == 0 })
+	var last error
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			last = err
+			break
+		}
+		if m.GetEndMessage() != "" || m.GetErrorMessage() != "" {
+			t.Errorf("unexpected %v after a stall", m)
+		}
+	}
+	if status.Code(last) != codes.DeadlineExceeded {
+		t.Fatalf("the stalled welcome ended with %v, want DeadlineExceeded", last)
+	}
+	if !regexp.MustCompile(`method=GenerateWelcomeAudio decision=error .*limits.send_timeout`).MatchString(h.log.String()) {
+		t.Errorf("the log does not say why the welcome ended")
+	}
+	conn.Close()
 	checkNoLeak(t, h, base)
 }

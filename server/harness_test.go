@@ -38,6 +38,7 @@ type speechFake struct {
 	texts     []string
 	hang      bool          // hold the response open after the header until the client leaves
 	delay     time.Duration // wait before answering each request
+	repeat    int           // answer with the WAV this many times over (one WAV per sentence, as some servers do); 0 = once
 	failOn    string        // answer requests whose body contains this with HTTP 500 ("" = never)
 	failFirst int           // answer the first failFirst requests with HTTP 503
 	// holdUntil: a request whose body contains holdUntil[0] stops after its
@@ -69,7 +70,10 @@ func (f *speechFake) serve(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	f.mu.Lock()
 	f.texts = append(f.texts, string(body))
-	hang, delay := f.hang, f.delay
+	hang, delay, out := f.hang, f.delay, f.wav
+	for range f.repeat - 1 {
+		out = append(out[:len(out):len(out)], f.wav...)
+	}
 	failing := f.failOn != "" && strings.Contains(string(body), f.failOn) || len(f.texts) <= f.failFirst
 	hold := f.holdUntil[0] != "" && strings.Contains(string(body), f.holdUntil[0])
 	f.mu.Unlock()
@@ -81,8 +85,8 @@ func (f *speechFake) serve(w http.ResponseWriter, r *http.Request) {
 	time.Sleep(delay)
 	w.Header().Set("Content-Type", "audio/wav")
 	fl := w.(http.Flusher)
-	for off := 0; off < len(f.wav); off += 1000 {
-		if _, err := w.Write(f.wav[off:min(off+1000, len(f.wav))]); err != nil {
+	for off := 0; off < len(out); off += 1000 {
+		if _, err := w.Write(out[off:min(off+1000, len(out))]); err != nil {
 			return
 		}
 		fl.Flush()
