@@ -133,17 +133,20 @@ func (r *requestRead) recv(m any, recv func(any) error) error {
 	case err := <-got:
 		return r.received(m, start, err)
 	case <-wait.Done():
-		select {
-		case err := <-got: // a failed read also ends the RPC's context
-			return r.received(m, start, err)
-		default:
-		}
-		if r.ctx.Err() != nil {
-			return status.FromContextError(r.ctx.Err()).Err()
-		}
-		return r.refused(start, &turnError{code: codes.DeadlineExceeded, kind: "timeout",
-			msg: "the request did not arrive in full within limits.receive_timeout"})
 	}
+	if r.ctx.Err() != nil {
+		// The RPC ended: the client left, or grpc-go refused the read (too
+		// large) and ended it itself. Either way the read returns at once,
+		// and its error tells which.
+		return r.received(m, start, <-got)
+	}
+	select {
+	case err := <-got: // it arrived just as the time ran out
+		return r.received(m, start, err)
+	default:
+	}
+	return r.refused(start, &turnError{code: codes.DeadlineExceeded, kind: "timeout",
+		msg: "the request did not arrive in full within limits.receive_timeout"})
 }
 
 // received settles a finished read: on success the reservation shrinks to

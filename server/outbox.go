@@ -49,8 +49,8 @@ func newOutbox[M any](ctx context.Context, cancel context.CancelCauseFunc, send 
 	o := &outbox[M]{ctx: ctx, cancel: cancel, send: send, recycle: recycle,
 		ch: make(chan *M, outboxDepth), done: make(chan struct{}), stalled: make(chan struct{})}
 	o.stall = time.AfterFunc(time.Hour, func() {
+		o.cancel(errSendStalled) // first: whoever sees stalled closed finds the cause set
 		o.once.Do(func() { close(o.stalled) })
-		o.cancel(errSendStalled)
 	})
 	o.stall.Stop()
 	go o.run(sendTimeout)
@@ -146,7 +146,7 @@ func (o *outbox[M]) stuck() (bool, error) {
 		return true, o.failure
 	default:
 	}
-	if cause := context.Cause(o.ctx); !errors.Is(cause, errTurnDone) {
+	if cause := context.Cause(o.ctx); cause != nil && !errors.Is(cause, errTurnDone) {
 		return false, cause
 	}
 	return false, errSendStalled
