@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"sync"
@@ -83,7 +84,7 @@ func BenchmarkConcurrentTurns(b *testing.B) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				firsts[j] = oneTurn(b, h)
+				firsts[j] = oneTurn(b, h, fmt.Sprintf("BENCH-DEVICE-%04d", j)) // 200 devices, one turn each
 			}()
 		}
 		wg.Wait()
@@ -97,10 +98,12 @@ func BenchmarkConcurrentTurns(b *testing.B) {
 	b.ReportMetric(float64(concurrent*b.N)/b.Elapsed().Seconds(), "turns/s")
 }
 
-// oneTurn runs a turn to its end and returns the time to its first audio chunk.
-func oneTurn(b *testing.B, h *harness) time.Duration {
+// oneTurn runs a turn of device hw to its end and returns the time to its first audio chunk.
+func oneTurn(b *testing.B, h *harness, hw string) time.Duration {
 	start := time.Now()
-	stream, err := h.client.StreamAudio(context.Background(), commitReq(newSession(), "open safari"))
+	req := commitReq(newSession(), "open safari")
+	req.HardwareId = hw
+	stream, err := h.client.StreamAudio(context.Background(), req)
 	if err != nil {
 		b.Error(err)
 		return 0

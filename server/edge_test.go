@@ -69,7 +69,7 @@ func BenchmarkTurnEdge(b *testing.B) {
 	var first time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		first += oneTurn(b, h)
+		first += oneTurn(b, h, testHW)
 	}
 	b.ReportMetric(float64(first.Microseconds())/1000/float64(b.N), "first_audio_ms")
 }
