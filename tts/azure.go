@@ -52,30 +52,30 @@ type Azure struct {
 // NewAzure validates cfg, fills defaults and returns the provider.
 func NewAzure(cfg AzureConfig) (*Azure, error) {
 	if cfg.APIKey == "" {
-		return nil, errors.New("tts azure: APIKey is required")
+		return nil, errorf("azure", "APIKey is required")
 	}
 	if strings.ContainsAny(cfg.APIKey, "\r\n") {
-		return nil, errors.New("tts azure: APIKey contains a line break")
+		return nil, errorf("azure", "APIKey contains a line break")
 	}
 	base := cfg.BaseURL
 	if base == "" {
 		if !azureRegionRe.MatchString(cfg.Region) {
-			return nil, fmt.Errorf("tts azure: Region %q: want a region like \"westeurope\" (or set BaseURL)", cfg.Region)
+			return nil, errorf("azure", "Region %q: want a region like \"westeurope\" (or set BaseURL)", cfg.Region)
 		}
 		base = "https://" + cfg.Region + ".tts.speech.microsoft.com"
 	}
 	endpoint, err := joinURL(base, azurePath)
 	if err != nil {
-		return nil, fmt.Errorf("tts azure: BaseURL: %w", err)
+		return nil, errorf("azure", "BaseURL: %w", err)
 	}
 	if cfg.Voice == "" {
 		cfg.Voice = "en-US-AriaNeural"
 	}
 	if !azureVoiceRe.MatchString(cfg.Voice) {
-		return nil, fmt.Errorf("tts azure: Voice %q: want a voice like \"en-US-AriaNeural\"", truncate(cfg.Voice, 80))
+		return nil, errorf("azure", "Voice %q: want a voice like \"en-US-AriaNeural\"", truncate(cfg.Voice, 80))
 	}
 	if cfg.Rate != "" && !azureRateRe.MatchString(cfg.Rate) {
-		return nil, fmt.Errorf("tts azure: Rate %q: want \"+10%%\", \"-5%%\", \"1.2\" or x-slow…x-fast", cfg.Rate)
+		return nil, errorf("azure", "Rate %q: want \"+10%%\", \"-5%%\", \"1.2\" or x-slow…x-fast", cfg.Rate)
 	}
 	if err := commonLimits("azure", &cfg.Timeout, &cfg.MaxAudioBytes); err != nil {
 		return nil, err
@@ -91,18 +91,18 @@ func (a *Azure) Name() string { return "azure" }
 // the body is streamed to the reader as it arrives.
 func (a *Azure) Synthesize(ctx context.Context, req Request) (io.ReadCloser, error) {
 	if strings.TrimSpace(req.Text) == "" {
-		return nil, errors.New("tts azure: empty text")
+		return nil, errorf("azure", "empty text")
 	}
 	voice := req.Voice
 	if voice == "" {
 		voice = a.cfg.Voice
 	}
 	if !azureVoiceRe.MatchString(voice) {
-		return nil, fmt.Errorf("tts azure: voice %q: want a voice like \"en-US-AriaNeural\"", truncate(voice, 80))
+		return nil, errorf("azure", "voice %q: want a voice like \"en-US-AriaNeural\"", truncate(voice, 80))
 	}
 	lang, err := ssmlLang(req.Language, voice)
 	if err != nil {
-		return nil, fmt.Errorf("tts azure: %w", err)
+		return nil, errorf("azure", "%w", err)
 	}
 	h := http.Header{}
 	h.Set("Ocp-Apim-Subscription-Key", a.cfg.APIKey)
@@ -177,7 +177,7 @@ func httpSpeech(ctx context.Context, c httpCall) (io.ReadCloser, error) {
 	hreq, err := http.NewRequestWithContext(callCtx, http.MethodPost, c.url, bytes.NewReader(c.body))
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("tts %s: build request: %w", c.name, err)
+		return nil, errorf(c.name, "build request: %w", err)
 	}
 	hreq.Header = c.header
 	hreq.Header.Set("User-Agent", userAgent)
@@ -207,7 +207,7 @@ func httpSpeech(ctx context.Context, c httpCall) (io.ReadCloser, error) {
 	if err != nil {
 		resp.Body.Close()
 		cancel()
-		return nil, fmt.Errorf("tts %s: decoder: %w", c.name, err)
+		return nil, errorf(c.name, "decoder: %w", err)
 	}
 	// A complete body is complete audio: net/http reports a truncated one
 	// (short Content-Length, missing last chunk) as an error, not EOF.
@@ -237,9 +237,9 @@ func (c *ctxErrReader) Read(p []byte) (int, error) {
 func statusError(name string, status int, what, detail string) error {
 	detail = strings.Join(strings.Fields(detail), " ")
 	if detail != "" {
-		return fmt.Errorf("tts %s: HTTP %d: %s: %s", name, status, what, truncate(detail, 300))
+		return errorf(name, "HTTP %d: %s: %s", status, what, truncate(detail, 300))
 	}
-	return fmt.Errorf("tts %s: HTTP %d: %s", name, status, what)
+	return errorf(name, "HTTP %d: %s", status, what)
 }
 
 func retryAfter(h http.Header) string {
@@ -276,13 +276,13 @@ func joinURL(base, path string) (string, error) {
 // commonLimits validates and defaults the per-call limits every provider has.
 func commonLimits(name string, timeout *time.Duration, maxAudio *int64) error {
 	if *timeout < 0 {
-		return fmt.Errorf("tts %s: Timeout %v: must not be negative", name, *timeout)
+		return errorf(name, "Timeout %v: must not be negative", *timeout)
 	}
 	if *timeout == 0 {
 		*timeout = defaultTimeout
 	}
 	if *maxAudio < 0 {
-		return fmt.Errorf("tts %s: MaxAudioBytes %d: must not be negative", name, *maxAudio)
+		return errorf(name, "MaxAudioBytes %d: must not be negative", *maxAudio)
 	}
 	if *maxAudio == 0 {
 		*maxAudio = defaultMaxAudioBytes

@@ -57,17 +57,17 @@ type Command struct {
 func NewCommand(cfg CommandConfig) (*Command, error) {
 	argv, err := SplitCommand(cfg.Command)
 	if err != nil {
-		return nil, fmt.Errorf("tts command: Command: %w", err)
+		return nil, errorf("command", "Command: %w", err)
 	}
 	if len(argv) == 0 {
-		return nil, errors.New("tts command: Command is empty")
+		return nil, errorf("command", "Command is empty")
 	}
 	if strings.Contains(argv[0], "{") {
-		return nil, fmt.Errorf("tts command: Command: the program name %q may not contain a placeholder", argv[0])
+		return nil, errorf("command", "Command: the program name %q may not contain a placeholder", argv[0])
 	}
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
-		return nil, fmt.Errorf("tts command: Command: %w", err)
+		return nil, errorf("command", "Command: %w", err)
 	}
 	c := &Command{cfg: cfg, path: path, args: argv[1:], stdin: true, useVoice: CommandUsesVoice(argv)}
 	for _, a := range c.args {
@@ -79,13 +79,13 @@ func NewCommand(cfg CommandConfig) (*Command, error) {
 	case CommandFormatWAV:
 	case CommandFormatRaw:
 		if cfg.SampleRate < 8000 || cfg.SampleRate > 192000 {
-			return nil, fmt.Errorf("tts command: SampleRate %d: raw output needs the program's rate (8000…192000)", cfg.SampleRate)
+			return nil, errorf("command", "SampleRate %d: raw output needs the program's rate (8000…192000)", cfg.SampleRate)
 		}
 	default:
-		return nil, fmt.Errorf("tts command: Format %q: want \"wav\" or \"raw\"", cfg.Format)
+		return nil, errorf("command", "Format %q: want \"wav\" or \"raw\"", cfg.Format)
 	}
 	if c.useVoice && !validCommandVoice(cfg.Voice) {
-		return nil, fmt.Errorf("tts command: Voice %q: Command uses {voice}, so a voice name of letters, digits and _.+:@- is required", truncate(cfg.Voice, 80))
+		return nil, errorf("command", "Voice %q: Command uses {voice}, so a voice name of letters, digits and _.+:@- is required", truncate(cfg.Voice, 80))
 	}
 	if err := commonLimits("command", &c.cfg.Timeout, &c.cfg.MaxAudioBytes); err != nil {
 		return nil, err
@@ -106,17 +106,17 @@ func (c *Command) Name() string { return "command" }
 func (c *Command) Synthesize(ctx context.Context, req Request) (io.ReadCloser, error) {
 	text := strings.Join(strings.Fields(strings.ToValidUTF8(req.Text, " ")), " ")
 	if text == "" {
-		return nil, errors.New("tts command: empty text")
+		return nil, errorf("command", "empty text")
 	}
 	voice := req.Voice
 	if voice == "" {
 		voice = c.cfg.Voice
 	}
 	if c.useVoice && !validCommandVoice(voice) {
-		return nil, fmt.Errorf("tts command: voice %q: want letters, digits and _.+:@-", truncate(voice, 80))
+		return nil, errorf("command", "voice %q: want letters, digits and _.+:@-", truncate(voice, 80))
 	}
 	if !c.stdin && len(text) > commandMaxArg {
-		return nil, fmt.Errorf("tts command: text of %d bytes is too long for a command-line argument (max %d); leave {text} out to use stdin", len(text), commandMaxArg)
+		return nil, errorf("command", "text of %d bytes is too long for a command-line argument (max %d); leave {text} out to use stdin", len(text), commandMaxArg)
 	}
 	callCtx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	cmd := exec.CommandContext(callCtx, c.path, c.expand(text, voice)...)
@@ -130,11 +130,11 @@ func (c *Command) Synthesize(ctx context.Context, req Request) (io.ReadCloser, e
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("tts command: %w", err)
+		return nil, errorf("command", "%w", err)
 	}
 	if err := cmd.Start(); err != nil {
 		cancel()
-		return nil, fmt.Errorf("tts command: start %s: %w", c.path, err)
+		return nil, errorf("command", "start %s: %w", c.path, err)
 	}
 	enc, format := audio.WAV, audio.Format{}
 	if c.cfg.Format == CommandFormatRaw {
@@ -146,7 +146,7 @@ func (c *Command) Synthesize(ctx context.Context, req Request) (io.ReadCloser, e
 	if err != nil {
 		cancel()
 		proc.wait()
-		return nil, fmt.Errorf("tts command: decoder: %w", err)
+		return nil, errorf("command", "decoder: %w", err)
 	}
 	return newPCMStream("command", &ctxErrReader{r: pcm, ctx: callCtx, name: "command", timeout: c.cfg.Timeout}, cancel, nil, proc.wait, proc.cause), nil
 }
@@ -217,9 +217,9 @@ func (c *Command) exitErr(ctx context.Context, err error, stderr *tailBuffer) er
 	}
 	msg := strings.Join(strings.Fields(stderr.String()), " ")
 	if msg == "" {
-		return fmt.Errorf("tts command: %s: %w", c.path, err)
+		return errorf("command", "%s: %w", c.path, err)
 	}
-	return fmt.Errorf("tts command: %s: %w: %s", c.path, err, msg)
+	return errorf("command", "%s: %w: %s", c.path, err, msg)
 }
 
 // tailBuffer keeps the last max bytes written to it (error messages are

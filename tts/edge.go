@@ -84,25 +84,25 @@ func NewEdge(cfg EdgeConfig) (*Edge, error) {
 	cfg = edgeDefaults(cfg)
 	base, err := url.Parse(cfg.URL)
 	if err != nil || (base.Scheme != "wss" && base.Scheme != "ws") || base.Host == "" {
-		return nil, fmt.Errorf("tts edge: URL %q: want a ws:// or wss:// URL", cfg.URL)
+		return nil, errorf("edge", "URL %q: want a ws:// or wss:// URL", cfg.URL)
 	}
 	if _, err := edgeVoiceName(cfg.Voice); err != nil {
-		return nil, fmt.Errorf("tts edge: Voice: %w", err)
+		return nil, errorf("edge", "Voice: %w", err)
 	}
 	if !edgeRateRe.MatchString(cfg.Rate) {
-		return nil, fmt.Errorf("tts edge: Rate %q: want a signed percentage like \"+0%%\" or \"-10%%\"", cfg.Rate)
+		return nil, errorf("edge", "Rate %q: want a signed percentage like \"+0%%\" or \"-10%%\"", cfg.Rate)
 	}
 	if !edgeRateRe.MatchString(cfg.Volume) {
-		return nil, fmt.Errorf("tts edge: Volume %q: want a signed percentage like \"+0%%\"", cfg.Volume)
+		return nil, errorf("edge", "Volume %q: want a signed percentage like \"+0%%\"", cfg.Volume)
 	}
 	if !edgePitchRe.MatchString(cfg.Pitch) {
-		return nil, fmt.Errorf("tts edge: Pitch %q: want signed hertz like \"+0Hz\" or \"-5Hz\"", cfg.Pitch)
+		return nil, errorf("edge", "Pitch %q: want signed hertz like \"+0Hz\" or \"-5Hz\"", cfg.Pitch)
 	}
 	if cfg.Timeout < 0 {
-		return nil, fmt.Errorf("tts edge: Timeout %v: must not be negative", cfg.Timeout)
+		return nil, errorf("edge", "Timeout %v: must not be negative", cfg.Timeout)
 	}
 	if cfg.MaxAudioBytes < 0 {
-		return nil, fmt.Errorf("tts edge: MaxAudioBytes %d: must not be negative", cfg.MaxAudioBytes)
+		return nil, errorf("edge", "MaxAudioBytes %d: must not be negative", cfg.MaxAudioBytes)
 	}
 	return &Edge{cfg: cfg, base: base, now: time.Now}, nil
 }
@@ -141,7 +141,7 @@ func (e *Edge) Name() string { return "edge" }
 func (e *Edge) Synthesize(ctx context.Context, req Request) (io.ReadCloser, error) {
 	text := edgeCleanText(req.Text)
 	if strings.TrimSpace(text) == "" {
-		return nil, errors.New("tts edge: empty text")
+		return nil, errorf("edge", "empty text")
 	}
 	voice := req.Voice
 	if voice == "" {
@@ -149,11 +149,11 @@ func (e *Edge) Synthesize(ctx context.Context, req Request) (io.ReadCloser, erro
 	}
 	long, err := edgeVoiceName(voice)
 	if err != nil {
-		return nil, fmt.Errorf("tts edge: voice: %w", err)
+		return nil, errorf("edge", "voice: %w", err)
 	}
 	lang, err := ssmlLang(req.Language, voice)
 	if err != nil {
-		return nil, fmt.Errorf("tts edge: %w", err)
+		return nil, errorf("edge", "%w", err)
 	}
 	p := edgeParams{voice: long, lang: lang, rate: e.cfg.Rate, pitch: e.cfg.Pitch, volume: e.cfg.Volume}
 	chunks := edgeSplit(text, edgeMaxText(p))
@@ -189,7 +189,7 @@ func (e *Edge) Synthesize(ctx context.Context, req Request) (io.ReadCloser, erro
 		cancel()
 		pr.Close()
 		<-prod.done
-		return nil, fmt.Errorf("tts edge: decoder: %w", err)
+		return nil, errorf("edge", "decoder: %w", err)
 	}
 	s := newPCMStream("edge", pcm, cancel, func() { pr.Close() }, prod.wait, prod.cause)
 	s.gone = prod.done
@@ -248,9 +248,9 @@ func (e *Edge) dial(ctx context.Context) (*websocket.Conn, error) {
 		}
 	}
 	if resp != nil {
-		return nil, fmt.Errorf("tts edge: connect: HTTP %d: %w", resp.StatusCode, err)
+		return nil, errorf("edge", "connect: HTTP %d: %w", resp.StatusCode, err)
 	}
-	return nil, fmt.Errorf("tts edge: connect: %w", err)
+	return nil, errorf("edge", "connect: %w", err)
 }
 
 func absDiff(a, b int64) int64 {

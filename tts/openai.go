@@ -3,8 +3,6 @@ package tts
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"math"
 	"mime"
@@ -50,10 +48,10 @@ func NewOpenAI(cfg OpenAIConfig) (*OpenAI, error) {
 	}
 	endpoint, err := joinURL(cfg.BaseURL, "/audio/speech")
 	if err != nil {
-		return nil, fmt.Errorf("tts openai: BaseURL: %w", err)
+		return nil, errorf("openai", "BaseURL: %w", err)
 	}
 	if strings.ContainsAny(cfg.APIKey, "\r\n") {
-		return nil, errors.New("tts openai: APIKey contains a line break")
+		return nil, errorf("openai", "APIKey contains a line break")
 	}
 	if cfg.Model == "" {
 		cfg.Model = "tts-1"
@@ -62,23 +60,23 @@ func NewOpenAI(cfg OpenAIConfig) (*OpenAI, error) {
 		cfg.Voice = "alloy"
 	}
 	if len(cfg.Model) > 200 || len(cfg.Voice) > 200 {
-		return nil, errors.New("tts openai: Model and Voice must be at most 200 bytes")
+		return nil, errorf("openai", "Model and Voice must be at most 200 bytes")
 	}
 	switch cfg.Format {
 	case "":
 		cfg.Format = OpenAIFormatWAV
 	case OpenAIFormatWAV, OpenAIFormatPCM:
 	default:
-		return nil, fmt.Errorf("tts openai: Format %q: want \"wav\" or \"pcm\"", cfg.Format)
+		return nil, errorf("openai", "Format %q: want \"wav\" or \"pcm\"", cfg.Format)
 	}
 	if cfg.PCMSampleRate == 0 {
 		cfg.PCMSampleRate = 24000
 	}
 	if cfg.PCMSampleRate < 8000 || cfg.PCMSampleRate > 192000 {
-		return nil, fmt.Errorf("tts openai: PCMSampleRate %d: want 8000…192000", cfg.PCMSampleRate)
+		return nil, errorf("openai", "PCMSampleRate %d: want 8000…192000", cfg.PCMSampleRate)
 	}
 	if cfg.Speed != 0 && (math.IsNaN(cfg.Speed) || cfg.Speed < 0.25 || cfg.Speed > 4) {
-		return nil, fmt.Errorf("tts openai: Speed %v: want 0 (default) or 0.25…4.0", cfg.Speed)
+		return nil, errorf("openai", "Speed %v: want 0 (default) or 0.25…4.0", cfg.Speed)
 	}
 	if err := commonLimits("openai", &cfg.Timeout, &cfg.MaxAudioBytes); err != nil {
 		return nil, err
@@ -103,21 +101,21 @@ type openAIRequest struct {
 // API (the model infers it from the text and voice).
 func (o *OpenAI) Synthesize(ctx context.Context, req Request) (io.ReadCloser, error) {
 	if strings.TrimSpace(req.Text) == "" {
-		return nil, errors.New("tts openai: empty text")
+		return nil, errorf("openai", "empty text")
 	}
 	voice := req.Voice
 	if voice == "" {
 		voice = o.cfg.Voice
 	}
 	if len(voice) > 200 {
-		return nil, errors.New("tts openai: voice longer than 200 bytes")
+		return nil, errorf("openai", "voice longer than 200 bytes")
 	}
 	body, err := json.Marshal(openAIRequest{
 		Model: o.cfg.Model, Input: strings.ToValidUTF8(req.Text, " "), Voice: voice,
 		ResponseFormat: o.cfg.Format, Speed: o.cfg.Speed,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("tts openai: encode request: %w", err)
+		return nil, errorf("openai", "encode request: %w", err)
 	}
 	h := http.Header{}
 	h.Set("Content-Type", "application/json")

@@ -107,7 +107,7 @@ func (s *pcmStream) Read(p []byte) (int, error) {
 		if ferr := s.wait(); ferr != nil {
 			err = ferr
 		} else if s.total == 0 {
-			err = fmt.Errorf("tts %s: provider returned no audio", s.name)
+			err = errorf(s.name, "provider returned no audio")
 		}
 		s.cancel()
 	} else {
@@ -137,10 +137,7 @@ func (s *pcmStream) failure(err error) error {
 	if cause != nil {
 		return cause
 	}
-	if strings.HasPrefix(err.Error(), "tts ") {
-		return err
-	}
-	return fmt.Errorf("tts %s: %w", s.name, err)
+	return named(s.name, err)
 }
 
 func (s *pcmStream) sticky() error {
@@ -164,7 +161,7 @@ func (s *pcmStream) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		if s.err == nil {
-			s.err = fmt.Errorf("tts %s: stream closed", s.name)
+			s.err = errorf(s.name, "stream closed")
 		}
 		s.mu.Unlock()
 		s.cancel()
@@ -179,15 +176,47 @@ func (s *pcmStream) Close() error {
 	return nil
 }
 
-// timeoutErr names the configured timeout when ctx's deadline caused err.
-func timeoutErr(name string, ctx context.Context, timeout time.Duration, err error) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) && !strings.Contains(err.Error(), "timed out") {
-		return fmt.Errorf("tts %s: timed out after %v: %w", name, timeout, err)
-	}
-	if strings.HasPrefix(err.Error(), "tts ") {
+// Error is a failure of a speech provider. Its text starts with
+// "tts <provider>: ", so every message says which provider failed.
+type Error struct {
+	Provider string
+	Err      error
+}
+
+func (e *Error) Error() string { return "tts " + e.Provider + ": " + e.Err.Error() }
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func errorf(provider, format string, args ...any) error {
+	return &Error{Provider: provider, Err: fmt.Errorf(format, args...)}
+}
+
+// named makes err a provider's *Error unless it already is one (itself, not
+// deeper: an error wrapping a provider's error still gets the prefix).
+func named(provider string, err error) error {
+	if _, ok := err.(*Error); ok {
 		return err
 	}
-	return fmt.Errorf("tts %s: %w", name, err)
+	return &Error{Provider: provider, Err: err}
+}
+
+// timeoutError says which configured timeout ended a call.
+type timeoutError struct {
+	after time.Duration
+	err   error
+}
+
+func (e *timeoutError) Error() string { return fmt.Sprintf("timed out after %v: %v", e.after, e.err) }
+
+func (e *timeoutError) Unwrap() error { return e.err }
+
+// timeoutErr names the configured timeout when ctx's deadline caused err.
+func timeoutErr(name string, ctx context.Context, timeout time.Duration, err error) error {
+	var te *timeoutError
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) && !errors.As(err, &te) {
+		return &Error{Provider: name, Err: &timeoutError{after: timeout, err: err}}
+	}
+	return named(name, err)
 }
 
 // capReader passes through at most max bytes and fails beyond that; it also
@@ -204,10 +233,10 @@ func (c *capReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	if c.n > c.max {
-		return 0, fmt.Errorf("tts %s: audio exceeds %d bytes", c.name, c.max)
+		return 0, errorf(c.name, "audio exceeds %d bytes", c.max)
 	}
 	if err == io.EOF && c.n == 0 {
-		return 0, fmt.Errorf("tts %s: provider returned no audio", c.name)
+		return 0, errorf(c.name, "provider returned no audio")
 	}
 	return n, err
 }
