@@ -303,6 +303,26 @@ func trickle(t *testing.T, addr, method, from string, size int) (<-chan *http.Re
 	return got, func() { w.Close(); tr.CloseIdleConnections() }
 }
 
+// trickleAnswer waits (bounded) for the server's answer to a trickling call
+// and reads it whole: its body and its grpc-status.
+func trickleAnswer(t *testing.T, answer <-chan *http.Response) (resp *http.Response, body []byte, grpcStatus string) {
+	t.Helper()
+	select {
+	case resp = <-answer:
+	case <-time.After(waitLimit):
+		t.Fatal("the trickling call was never answered")
+	}
+	if resp == nil {
+		t.Fatal("no response to the trickling call")
+	}
+	body, _ = io.ReadAll(resp.Body)
+	grpcStatus = resp.Trailer.Get("Grpc-Status")
+	if grpcStatus == "" {
+		grpcStatus = resp.Header.Get("Grpc-Status") // a trailers-only answer
+	}
+	return resp, body, grpcStatus
+}
+
 // TestTricklingRequestCannotHoldTheBudget: a request whose bytes do not
 // arrive within limits.receive_timeout is refused and gives its reservation
 // back, so a client trickling large messages cannot lock the others out; a
@@ -330,18 +350,9 @@ func TestTricklingRequestCannotHoldTheBudget(t *testing.T) {
 	if err != nil || len(msgs) != 1 || msgs[0].GetEndMessage() != collectAccepted {
 		t.Fatalf("a COLLECT behind the trickling request: %v %v", msgs, err)
 	}
-	var resp *http.Response
-	select {
-	case resp = <-answer:
-	case <-time.After(waitLimit):
-		t.Fatal("the trickling request was never answered")
-	}
-	if resp == nil {
-		t.Fatal("no response to the trickling request")
-	}
-	body, _ := io.ReadAll(resp.Body)
-	if got := resp.Trailer.Get("Grpc-Status"); got != strconv.Itoa(int(codes.DeadlineExceeded)) {
-		t.Fatalf("trickling request ended with grpc-status %q, want DEADLINE_EXCEEDED", got)
+	resp, body, grpcStatus := trickleAnswer(t, answer)
+	if grpcStatus != strconv.Itoa(int(codes.DeadlineExceeded)) {
+		t.Fatalf("trickling request ended with grpc-status %q, want DEADLINE_EXCEEDED", grpcStatus)
 	}
 	if !strings.Contains(string(body), "limits.receive_timeout") {
 		t.Errorf("no error_message naming limits.receive_timeout in %q", body)
@@ -505,20 +516,7 @@ func TestTricklingUnaryRequestIsRefused(t *testing.T) {
 	h := startServer(t, cfg)
 	answer, closeTrickle := trickle(t, h.srv.GRPCAddr().String(), "ReportUsage", "127.0.0.1", 1<<20)
 	defer closeTrickle()
-	var resp *http.Response
-	select {
-	case resp = <-answer:
-	case <-time.After(waitLimit):
-		t.Fatal("the trickling ReportUsage was never answered")
-	}
-	if resp == nil {
-		t.Fatal("no response")
-	}
-	_, _ = io.ReadAll(resp.Body)
-	grpcStatus := resp.Trailer.Get("Grpc-Status")
-	if grpcStatus == "" {
-		grpcStatus = resp.Header.Get("Grpc-Status") // a trailers-only answer
-	}
+	_, _, grpcStatus := trickleAnswer(t, answer)
 	if grpcStatus != strconv.Itoa(int(codes.DeadlineExceeded)) {
 		t.Fatalf("trickling ReportUsage ended with grpc-status %q, want DEADLINE_EXCEEDED", grpcStatus)
 	}

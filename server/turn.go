@@ -77,9 +77,9 @@ type turn struct {
 	llmErr error
 
 	// Sender side.
-	sentAny  bool // the first segment's text is queued: later text goes out at once
-	segments int
-	chunks   int
+	textQueued bool // the first segment's text is queued: later text goes out at once
+	segments   int
+	chunks     int
 }
 
 func (t *turn) touch() { t.idle.Reset(t.svc.cfg.Limits.IdleTimeout.Duration) }
@@ -269,10 +269,10 @@ func (t *turn) stream(job *speechJob) error {
 	sendText := func() error {
 		textSent = true
 		t.segments++
-		t.sentAny = true
+		t.textQueued = true
 		return t.send(&pb.StreamResponse{Content: &pb.StreamResponse_TextChunk{TextChunk: displayText(job.text)}})
 	}
-	if t.sentAny {
+	if t.textQueued {
 		if err := sendText(); err != nil {
 			return err
 		}
@@ -328,7 +328,7 @@ func (t *turn) sendAction() error {
 	if err != nil {
 		return err
 	}
-	t.sentAny = true
+	t.textQueued = true
 	return t.send(&pb.StreamResponse{Content: &pb.StreamResponse_ActionMessage{ActionMessage: &pb.ActionMessage{
 		ActionJson: js, SessionId: t.in.sessionID,
 	}}})
