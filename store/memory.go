@@ -1,0 +1,259 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Fact is one long-term fact the user stated.
+type Fact struct {
+	ID        int64
+	Slot      string
+	Text      string
+	CreatedAt time.Time
+	// RetiredAt is zero for an active fact.
+	RetiredAt     time.Time
+	RetiredReason string
+}
+
+// Digest is one day's summary of what the user did.
+type Digest struct {
+	ID   int64
+	Day  string // YYYY-MM-DD, UTC
+	Text string
+}
+
+// RecentTurn is one earlier exchange, for short-term memory.
+type RecentTurn struct {
+	At        time.Time
+	User      string
+	Assistant string
+}
+
+// Memory is what is known about one device.
+type Memory struct {
+	Facts   []Fact       // active facts, oldest first
+	Digests []Digest     // newest first
+	Recent  []RecentTurn // newest first
+}
+
+// MemoryQuery bounds what Memory loads.
+type MemoryQuery struct {
+	RecentTurns int       // short-term: at most this many turns
+	RecentSince time.Time // short-term: only turns after this
+	DigestSince string    // medium-term: only days on or after this (YYYY-MM-DD)
+}
+
+// ErrUnknownDevice: no turn was ever recorded for the hardware id.
+var ErrUnknownDevice = errors.New("store: unknown device (no turn recorded for this hardware id)")
+
+// Memory loads a device's memory. A device never seen has empty memory.
+func (db *DB) Memory(ctx context.Context, hardwareID string, q MemoryQuery) (Memory, error) {
+	var m Memory
+	var userID int64
+	var cleared sql.NullString
+	err := db.r.QueryRowContext(ctx, `SELECT id, memory_cleared_at FROM users WHERE hardware_id = ?`, hardwareID).Scan(&userID, &cleared)
+	if errors.Is(err, sql.ErrNoRows) {
+		return m, nil
+	}
+	if err != nil {
+		return m, fmt.Errorf("store: memory: %w", err)
+	}
+	if m.Facts, err = facts(ctx, db.r, userID, false); err != nil {
+		return m, err
+	}
+	if m.Digests, err = digests(ctx, db.r, userID, q.DigestSince); err != nil {
+		return m, err
+	}
+	since := ts(q.RecentSince)
+	if cleared.Valid && cleared.String > since {
+		since = cleared.String
+	}
+	if q.RecentTurns > 0 {
+		m.Recent, err = recentTurns(ctx, db.r, userID, since, q.RecentTurns)
+	}
+	return m, err
+}
+
+func facts(ctx context.Context, q querier, userID int64, withRetired bool) ([]Fact, error) {
+	rows, err := q.QueryContext(ctx, `SELECT id, slot, content, created_at, coalesce(retired_at, ''), coalesce(retired_reason, '')
+		FROM memories WHERE user_id = ? AND kind = 'fact' AND (? OR retired_at IS NULL) ORDER BY id`, userID, withRetired)
+	if err != nil {
+		return nil, fmt.Errorf("store: facts: %w", err)
+	}
+	defer rows.Close()
+	var out []Fact
+	for rows.Next() {
+		var f Fact
+		var created, retired string
+		if err := rows.Scan(&f.ID, &f.Slot, &f.Text, &created, &retired, &f.RetiredReason); err != nil {
+			return nil, fmt.Errorf("store: facts: %w", err)
+		}
+		f.CreatedAt, f.RetiredAt = parseTS(created), parseTS(retired)
+		out = append(out, f)
+	}
+	return out, rows.Err()
+}
+
+func digests(ctx context.Context, q querier, userID int64, since string) ([]Digest, error) {
+	rows, err := q.QueryContext(ctx, `SELECT id, day, content FROM memories
+		WHERE user_id = ? AND kind = 'digest' AND retired_at IS NULL AND day >= ? ORDER BY day DESC`, userID, since)
+	if err != nil {
+		return nil, fmt.Errorf("store: digests: %w", err)
+	}
+	defer rows.Close()
+	var out []Digest
+	for rows.Next() {
+		var d Digest
+		if err := rows.Scan(&d.ID, &d.Day, &d.Text); err != nil {
+			return nil, fmt.Errorf("store: digests: %w", err)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// recentTurns reads short-term memory straight from the history: the last
+// answered turns, so memory can never disagree with what was said.
+func recentTurns(ctx context.Context, q querier, userID int64, since string, n int) ([]RecentTurn, error) {
+	rows, err := q.QueryContext(ctx, `SELECT c.created_at, c.prompt, a.response
+		FROM commands c JOIN llm_answers a ON a.command_id = c.id JOIN sessions s ON s.id = c.session_id
+		WHERE s.user_id = ? AND c.created_at > ? AND a.status <> 'failed' AND a.response <> ''
+		ORDER BY c.id DESC LIMIT ?`, userID, since, n)
+	if err != nil {
+		return nil, fmt.Errorf("store: recent turns: %w", err)
+	}
+	defer rows.Close()
+	var out []RecentTurn
+	for rows.Next() {
+		var t RecentTurn
+		var at string
+		if err := rows.Scan(&at, &t.User, &t.Assistant); err != nil {
+			return nil, fmt.Errorf("store: recent turns: %w", err)
+		}
+		t.At = parseTS(at)
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// MemoryChange is what one memory update writes, in one transaction.
+type MemoryChange struct {
+	HardwareID string
+	At         time.Time
+	Retire     []int64 // fact ids to retire
+	Reason     string  // why they are retired ("forgotten by the user", "replaced")
+	// ClearShortTerm: earlier turns stop being short-term memory (after a
+	// "forget": they may quote what was forgotten).
+	ClearShortTerm bool
+	RetireDigests  bool // retire every digest too ("forget everything")
+	Add            []Fact
+	Digest         *Digest // today's digest, replacing the day's text
+	Usage          *Usage  // the analyzer's tokens
+}
+
+// ApplyMemory writes a memory change and returns once it is committed.
+func (db *DB) ApplyMemory(ctx context.Context, c MemoryChange) error {
+	if c.HardwareID == "" {
+		return fmt.Errorf("store: memory: no hardware id")
+	}
+	if c.At.IsZero() {
+		c.At = time.Now()
+	}
+	return db.writer.do(ctx, "update memory", func(ctx context.Context, tx *sql.Tx) error { return applyMemory(ctx, tx, &c) })
+}
+
+func applyMemory(ctx context.Context, tx *sql.Tx, c *MemoryChange) error {
+	at := ts(c.At)
+	userID, err := upsertUser(ctx, tx, c.HardwareID, at)
+	if err != nil {
+		return err
+	}
+	for _, id := range c.Retire {
+		if _, err := tx.ExecContext(ctx, `UPDATE memories SET retired_at = ?, retired_reason = ?, updated_at = ?
+			WHERE id = ? AND user_id = ? AND retired_at IS NULL`, at, c.Reason, at, id, userID); err != nil {
+			return fmt.Errorf("retire fact: %w", err)
+		}
+	}
+	if c.RetireDigests {
+		if _, err := tx.ExecContext(ctx, `UPDATE memories SET retired_at = ?, retired_reason = ?, updated_at = ?
+			WHERE user_id = ? AND kind = 'digest' AND retired_at IS NULL`, at, c.Reason, at, userID); err != nil {
+			return fmt.Errorf("retire digests: %w", err)
+		}
+	}
+	if c.ClearShortTerm {
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET memory_cleared_at = ? WHERE id = ?`, at, userID); err != nil {
+			return fmt.Errorf("clear short-term: %w", err)
+		}
+	}
+	for _, f := range c.Add {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO memories(user_id, kind, slot, content, created_at, updated_at) VALUES (?, 'fact', ?, ?, ?, ?)`,
+			userID, f.Slot, f.Text, at, at); err != nil {
+			return fmt.Errorf("add fact: %w", err)
+		}
+	}
+	if d := c.Digest; d != nil && d.Text != "" {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO memories(user_id, kind, day, content, created_at, updated_at) VALUES (?, 'digest', ?, ?, ?, ?)
+			ON CONFLICT(user_id, day) WHERE kind = 'digest' AND retired_at IS NULL DO UPDATE SET content = excluded.content, updated_at = excluded.updated_at`,
+			userID, d.Day, d.Text, at, at); err != nil {
+			return fmt.Errorf("digest: %w", err)
+		}
+	}
+	if c.Usage != nil && (c.Usage.InputTokens > 0 || c.Usage.OutputTokens > 0) {
+		return insertUsage(ctx, tx, *c.Usage)
+	}
+	return nil
+}
+
+// DeviceMemory is everything stored about a device's memory, retired facts
+// included, for `nexy memory export`.
+type DeviceMemory struct {
+	HardwareID      string
+	FirstSeen       time.Time
+	LastSeen        time.Time
+	MemoryClearedAt time.Time
+	Facts           []Fact // active and retired, oldest first
+	Digests         []Digest
+}
+
+// ExportMemory returns a device's whole memory; ErrUnknownDevice when the
+// device never had a turn recorded.
+func (db *DB) ExportMemory(ctx context.Context, hardwareID string) (DeviceMemory, error) {
+	d := DeviceMemory{HardwareID: hardwareID}
+	var userID int64
+	var first, last string
+	var cleared sql.NullString
+	err := db.r.QueryRowContext(ctx, `SELECT id, created_at, last_seen_at, memory_cleared_at FROM users WHERE hardware_id = ?`, hardwareID).
+		Scan(&userID, &first, &last, &cleared)
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, ErrUnknownDevice
+	}
+	if err != nil {
+		return d, fmt.Errorf("store: memory export: %w", err)
+	}
+	d.FirstSeen, d.LastSeen, d.MemoryClearedAt = parseTS(first), parseTS(last), parseTS(cleared.String)
+	if d.Facts, err = facts(ctx, db.r, userID, true); err != nil {
+		return d, err
+	}
+	d.Digests, err = digests(ctx, db.r, userID, "")
+	return d, err
+}
+
+// ForgetAll retires every fact and digest of a device and ends its
+// short-term memory; the rows stay (SPEC §7: retire, never delete).
+func (db *DB) ForgetAll(ctx context.Context, hardwareID, reason string) error {
+	mem, err := db.ExportMemory(ctx, hardwareID)
+	if err != nil {
+		return err
+	}
+	c := MemoryChange{HardwareID: hardwareID, Reason: reason, ClearShortTerm: true, RetireDigests: true}
+	for _, f := range mem.Facts {
+		if f.RetiredAt.IsZero() {
+			c.Retire = append(c.Retire, f.ID)
+		}
+	}
+	return db.ApplyMemory(ctx, c)
+}

@@ -1,0 +1,177 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// Turn statuses.
+const (
+	StatusComplete    = "complete"
+	StatusInterrupted = "interrupted"
+	StatusFailed      = "failed"
+)
+
+// Usage sources.
+const (
+	SourceMain   = "main"
+	SourceMemory = "memory"
+	// SourceClientPrefix prefixes what the client reports through ReportUsage.
+	SourceClientPrefix = "client:"
+)
+
+// Screenshot is what is kept of a screenshot: never the image.
+type Screenshot struct {
+	Format        string // "webp", "png", "jpeg"
+	SizeBytes     int    // decoded size
+	Width, Height int    // 0 = unknown
+}
+
+// Timings are the per-stage times of a turn since it started; 0 = the stage
+// was not reached.
+type Timings struct {
+	Admitted, LLMFirstToken, FirstSegment, TTSFirstByte, FirstAudioSent, LastChunkSent, Total time.Duration
+}
+
+// Turn is one COMMIT and its answer, as the client experienced it.
+type Turn struct {
+	HardwareID, SessionID string
+	At                    time.Time // when the COMMIT arrived
+	Prompt                string
+	Screenshot            *Screenshot
+	Response              string // the text actually sent, in order
+	Action                string // the action_message JSON sent, "" = none
+	Model                 string
+	Status                string // StatusComplete, StatusInterrupted, StatusFailed
+	ErrorKind             string // the taxonomy kind when not complete
+	Timings               Timings
+	Segments, AudioChunks int
+	InputTokens           int
+	OutputTokens          int
+}
+
+// Usage is one token_usage row.
+type Usage struct {
+	HardwareID, SessionID string
+	Source, Model         string
+	InputTokens           int
+	OutputTokens          int
+	At                    time.Time
+}
+
+func (t *Turn) check() error {
+	switch {
+	case t.HardwareID == "":
+		return fmt.Errorf("turn without hardware id")
+	case t.Status != StatusComplete && t.Status != StatusInterrupted && t.Status != StatusFailed:
+		return fmt.Errorf("turn status %q", t.Status)
+	case t.InputTokens < 0 || t.OutputTokens < 0:
+		return fmt.Errorf("negative token count")
+	}
+	return nil
+}
+
+// SaveTurn records a turn and returns once it is committed (or ctx ends;
+// the record is then still written). Turns are committed in batches with
+// whatever else is waiting.
+func (db *DB) SaveTurn(ctx context.Context, t Turn) error {
+	if err := t.check(); err != nil {
+		return fmt.Errorf("store: save turn: %w", err)
+	}
+	return db.writer.do(ctx, "save turn", func(ctx context.Context, tx *sql.Tx) error { return insertTurn(ctx, tx, &t) })
+}
+
+// QueueTurn records a turn without waiting for the commit; a failure is
+// logged by the writer. It waits only while the writer's queue is full.
+func (db *DB) QueueTurn(ctx context.Context, t Turn) error {
+	if err := t.check(); err != nil {
+		return fmt.Errorf("store: save turn: %w", err)
+	}
+	return db.writer.submit(ctx, job{what: "save turn", fn: func(ctx context.Context, tx *sql.Tx) error { return insertTurn(ctx, tx, &t) }})
+}
+
+// RecordUsage records token usage and returns once it is committed.
+func (db *DB) RecordUsage(ctx context.Context, u Usage) error {
+	if u.HardwareID == "" || u.Source == "" || u.InputTokens < 0 || u.OutputTokens < 0 {
+		return fmt.Errorf("store: record usage: needs a hardware id, a source and non-negative counts")
+	}
+	return db.writer.do(ctx, "record usage", func(ctx context.Context, tx *sql.Tx) error { return insertUsage(ctx, tx, u) })
+}
+
+func insertTurn(ctx context.Context, tx *sql.Tx, t *Turn) error {
+	at := ts(t.At)
+	userID, err := upsertUser(ctx, tx, t.HardwareID, at)
+	if err != nil {
+		return err
+	}
+	var sessionID int64
+	end := ts(t.At.Add(t.Timings.Total))
+	err = tx.QueryRowContext(ctx, `INSERT INTO sessions(user_id, session_id, status, start_time, end_time) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT(user_id, session_id) DO UPDATE SET status = excluded.status, end_time = excluded.end_time
+		RETURNING id`, userID, t.SessionID, t.Status, at, end).Scan(&sessionID)
+	if err != nil {
+		return fmt.Errorf("session: %w", err)
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO commands(session_id, prompt, has_screenshot, created_at) VALUES (?, ?, ?, ?)`,
+		sessionID, t.Prompt, t.Screenshot != nil, at)
+	if err != nil {
+		return fmt.Errorf("command: %w", err)
+	}
+	commandID, _ := res.LastInsertId()
+	tm := t.Timings
+	_, err = tx.ExecContext(ctx, `INSERT INTO llm_answers(command_id, response, action, model, status, error_kind,
+		admitted_ms, llm_first_token_ms, first_segment_ms, tts_first_byte_ms, first_audio_sent_ms, last_chunk_sent_ms, total_ms,
+		segments, audio_chunks, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		commandID, t.Response, nullString(t.Action), t.Model, t.Status, nullString(t.ErrorKind),
+		msOrNull(tm.Admitted), msOrNull(tm.LLMFirstToken), msOrNull(tm.FirstSegment), msOrNull(tm.TTSFirstByte),
+		msOrNull(tm.FirstAudioSent), msOrNull(tm.LastChunkSent), ms(tm.Total), t.Segments, t.AudioChunks, at)
+	if err != nil {
+		return fmt.Errorf("answer: %w", err)
+	}
+	if s := t.Screenshot; s != nil {
+		_, err = tx.ExecContext(ctx, `INSERT INTO screenshots(command_id, format, size_bytes, width, height, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			commandID, s.Format, s.SizeBytes, intOrNull(s.Width), intOrNull(s.Height), at)
+		if err != nil {
+			return fmt.Errorf("screenshot: %w", err)
+		}
+	}
+	if t.InputTokens > 0 || t.OutputTokens > 0 {
+		return insertUsage(ctx, tx, Usage{HardwareID: t.HardwareID, SessionID: t.SessionID, Source: SourceMain, Model: t.Model,
+			InputTokens: t.InputTokens, OutputTokens: t.OutputTokens, At: t.At.Add(tm.Total)})
+	}
+	return nil
+}
+
+// upsertUser returns the user's id, creating the row on first contact.
+func upsertUser(ctx context.Context, tx *sql.Tx, hardwareID, at string) (int64, error) {
+	var id int64
+	err := tx.QueryRowContext(ctx, `INSERT INTO users(hardware_id, created_at, last_seen_at) VALUES (?, ?, ?)
+		ON CONFLICT(hardware_id) DO UPDATE SET last_seen_at = max(last_seen_at, excluded.last_seen_at)
+		RETURNING id`, hardwareID, at, at).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("user: %w", err)
+	}
+	return id, nil
+}
+
+func insertUsage(ctx context.Context, tx *sql.Tx, u Usage) error {
+	if u.At.IsZero() {
+		u.At = time.Now()
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO token_usage(hardware_id, session_id, source, model, input_tokens, output_tokens, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, u.HardwareID, nullString(u.SessionID), u.Source, u.Model, u.InputTokens, u.OutputTokens, ts(u.At))
+	if err != nil {
+		return fmt.Errorf("token usage: %w", err)
+	}
+	return nil
+}
+
+func nullString(s string) sql.NullString { return sql.NullString{String: s, Valid: s != ""} }
+
+func intOrNull(n int) sql.NullInt64 { return sql.NullInt64{Int64: int64(n), Valid: n > 0} }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func msOrNull(d time.Duration) sql.NullFloat64 { return sql.NullFloat64{Float64: ms(d), Valid: d > 0} }

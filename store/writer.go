@@ -1,0 +1,143 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"sync"
+)
+
+// job is one record for the writer: fn writes it inside the batch's
+// transaction; done (buffered) receives the outcome once it is committed or
+// has failed. A nil done means nobody waits: a failure is logged.
+type job struct {
+	what string
+	fn   func(ctx context.Context, tx *sql.Tx) error
+	done chan error
+}
+
+// writer is the one goroutine that writes. It takes whatever records are
+// waiting, up to a batch, and commits them in one transaction: under load
+// many turns share one commit, and a lone turn is committed at once (no
+// timer waits for a batch to fill). Each record runs in its own savepoint,
+// so a bad record fails alone and the rest of its batch still commits.
+type writer struct {
+	db    *sql.DB
+	queue chan job
+	batch int
+	log   *slog.Logger
+
+	mu     sync.RWMutex // held for reading while submitting; close takes it to stop submissions
+	closed bool
+	done   chan struct{}
+}
+
+func newWriter(db *sql.DB, queue, batch int, log *slog.Logger) *writer {
+	w := &writer{db: db, queue: make(chan job, queue), batch: batch, log: log, done: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+// submit queues a job. It waits while the queue is full (back-pressure: a
+// record is never dropped) unless ctx ends first.
+func (w *writer) submit(ctx context.Context, j job) error {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return ErrClosed
+	}
+	select {
+	case w.queue <- j:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("store: %s: not queued: %w", j.what, context.Cause(ctx))
+	}
+}
+
+// do submits a job and waits until it is committed.
+func (w *writer) do(ctx context.Context, what string, fn func(context.Context, *sql.Tx) error) error {
+	j := job{what: what, fn: fn, done: make(chan error, 1)}
+	if err := w.submit(ctx, j); err != nil {
+		return err
+	}
+	select {
+	case err := <-j.done:
+		return err
+	case <-ctx.Done():
+		// Still queued or being written: it will be committed; the caller
+		// just stops waiting.
+		return fmt.Errorf("store: %s: commit not confirmed: %w", what, context.Cause(ctx))
+	}
+}
+
+// close stops new submissions, then lets the writer commit what is queued.
+func (w *writer) close() {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.queue)
+	}
+	w.mu.Unlock()
+	<-w.done
+}
+
+func (w *writer) run() {
+	defer close(w.done)
+	for first := range w.queue {
+		batch := []job{first}
+	fill:
+		for len(batch) < w.batch {
+			select {
+			case j, ok := <-w.queue:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, j)
+			default:
+				break fill
+			}
+		}
+		w.commit(batch)
+	}
+}
+
+// commit writes one batch. It is not bound to any caller's context: a
+// record accepted is written even if its turn has since been cancelled.
+func (w *writer) commit(batch []job) {
+	ctx := context.Background()
+	errs := make([]error, len(batch))
+	tx, err := w.db.BeginTx(ctx, nil)
+	if err == nil {
+		for i, j := range batch {
+			errs[i] = inSavepoint(ctx, tx, j.fn)
+		}
+		err = tx.Commit()
+	}
+	for i, j := range batch {
+		e := errs[i]
+		if err != nil {
+			e = fmt.Errorf("store: %s: commit: %w", j.what, err)
+		} else if e != nil {
+			e = fmt.Errorf("store: %s: %w", j.what, e)
+		}
+		if j.done != nil {
+			j.done <- e
+		} else if e != nil {
+			w.log.Error("A record could not be saved", "scope", "store", "decision", "write_failed", "record", j.what, "error", e.Error())
+		}
+	}
+}
+
+func inSavepoint(ctx context.Context, tx *sql.Tx, fn func(context.Context, *sql.Tx) error) error {
+	if _, err := tx.ExecContext(ctx, "SAVEPOINT rec"); err != nil {
+		return err
+	}
+	if err := fn(ctx, tx); err != nil {
+		_, _ = tx.ExecContext(ctx, "ROLLBACK TO rec")
+		_, _ = tx.ExecContext(ctx, "RELEASE rec")
+		return err
+	}
+	_, err := tx.ExecContext(ctx, "RELEASE rec")
+	return err
+}
