@@ -3,7 +3,10 @@
 // messages that name the offending key. No other package reads the environment.
 package config
 
-import "time"
+import (
+	"path/filepath"
+	"time"
+)
 
 // Config is the whole server configuration. TOML keys are the canonical names
 // of SPEC §10; the env override of key a.b is NEXY_A_B.
@@ -17,6 +20,9 @@ type Config struct {
 	Features     Features     `toml:"features"`
 	KillSwitches KillSwitches `toml:"kill_switches"`
 	Limits       Limits       `toml:"limits"`
+	Store        Store        `toml:"store"`
+	Memory       Memory       `toml:"memory"`
+	Usage        Usage        `toml:"usage"`
 	Log          Log          `toml:"log"`
 }
 
@@ -134,6 +140,48 @@ type Limits struct {
 	ReceiveTimeout Duration `toml:"receive_timeout"`
 }
 
+// Store configures the SQLite history, backups and the audio cache.
+type Store struct {
+	// CommitTimeout is how long a finished turn waits for its record to be
+	// committed before its end_message goes out anyway (the record is still
+	// written; the wait is what makes an acknowledged turn durable).
+	CommitTimeout Duration `toml:"commit_timeout"`
+	// Queue bounds the records waiting for the writer; when full, a turn
+	// waits for room (nothing is dropped).
+	Queue int `toml:"queue"`
+	// BackupDir holds `nexy backup` files; "" = <server.data_dir>/backups.
+	BackupDir string `toml:"backup_dir"`
+	// BackupKeep is how many backups `nexy backup` keeps (oldest go first).
+	BackupKeep int `toml:"backup_keep"`
+	// AudioCacheBytes bounds the bbolt phrase-audio cache; 0 turns it off.
+	AudioCacheBytes int `toml:"audio_cache_bytes"`
+}
+
+// Memory configures what the assistant remembers about its user (SPEC §8).
+type Memory struct {
+	// Analyzer extracts facts after each turn: "llm" (the main model, with
+	// the heuristic as fallback), "heuristic" (no model call) or "off".
+	Analyzer string `toml:"analyzer"`
+	// Timeout bounds one analysis (the model call included).
+	Timeout Duration `toml:"timeout"`
+	// LoadTimeout bounds how long a turn waits for its memory; a slower
+	// store means the turn runs without it.
+	LoadTimeout Duration `toml:"load_timeout"`
+	// RecentTurns is the short-term memory: at most this many earlier turns.
+	RecentTurns int `toml:"recent_turns"`
+	// RecentWindow: short-term memory holds only turns this recent.
+	RecentWindow Duration `toml:"recent_window"`
+	// DigestDays is how many days of daily digests (medium-term) are used.
+	DigestDays int `toml:"digest_days"`
+}
+
+// Usage configures the token cost report of `nexy usage`.
+type Usage struct {
+	// Prices in USD per million tokens: "model=input/output" pairs separated
+	// by commas; the model "*" prices every model not listed.
+	Prices string `toml:"prices"`
+}
+
 // Log configures the structured log.
 type Log struct {
 	Level  string `toml:"level"`
@@ -184,7 +232,10 @@ func Default(profile string) Config {
 			MaxTurnsPerDevice: 3, CollectPerDevice: 8, CollectPerDeviceBytes: 16 << 20,
 			MaxStreamsPerConn: 32, RequestBytesInFlight: 64 << 20,
 		},
-		Log: Log{Level: "info", Format: "text"},
+		Store:  Store{CommitTimeout: dur(2 * time.Second), Queue: 1024, BackupKeep: 14, AudioCacheBytes: 64 << 20},
+		Memory: Memory{Analyzer: "llm", Timeout: dur(15 * time.Second), LoadTimeout: dur(300 * time.Millisecond), RecentTurns: 6, RecentWindow: dur(24 * time.Hour), DigestDays: 30},
+		Usage:  Usage{Prices: DefaultPrices},
+		Log:    Log{Level: "info", Format: "text"},
 	}
 	if profile == "prod" {
 		c.Server.Profile = "prod"
@@ -196,4 +247,13 @@ func Default(profile string) Config {
 		c.Limits.RequestBytesInFlight = 256 << 20
 	}
 	return c
+}
+
+// BackupDirectory is where backups go: store.backup_dir, else
+// <server.data_dir>/backups.
+func (c *Config) BackupDirectory() string {
+	if c.Store.BackupDir != "" {
+		return c.Store.BackupDir
+	}
+	return filepath.Join(c.Server.DataDir, "backups")
 }

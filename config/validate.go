@@ -19,7 +19,7 @@ import (
 // checked here with the providers' own rules, so a valid configuration is one
 // every provider constructor accepts.
 func (c *Config) Validate() error {
-	checks := []func() error{c.validateServer, c.validateListen, c.validateLLM, c.validateTTS, c.validateSpeech, c.validateLimits, c.validateLog}
+	checks := []func() error{c.validateServer, c.validateListen, c.validateLLM, c.validateTTS, c.validateSpeech, c.validateLimits, c.validateStore, c.validateMemory, c.validateLog}
 	for _, check := range checks {
 		if err := check(); err != nil {
 			return err
@@ -373,6 +373,33 @@ func (c *Config) validateLimits() error {
 		durIn("limits.keepalive_min_time", l.KeepaliveMinTime, time.Second, time.Minute),
 	}
 	return firstErr(checks)
+}
+
+func (c *Config) validateStore() error {
+	s := c.Store
+	if _, err := ParsePrices(c.Usage.Prices); err != nil {
+		return keyErr("usage.prices", "%v", err)
+	}
+	return firstErr([]error{
+		durIn("store.commit_timeout", s.CommitTimeout, 10*time.Millisecond, time.Minute),
+		intIn("store.queue", s.Queue, 16, 1000000),
+		intIn("store.backup_keep", s.BackupKeep, 1, 10000),
+		bytesIn("store.audio_cache_bytes", s.AudioCacheBytes, 0, "", 64<<30, ""),
+	})
+}
+
+func (c *Config) validateMemory() error {
+	m := c.Memory
+	if err := oneOf("memory.analyzer", m.Analyzer, "llm", "heuristic", "off"); err != nil {
+		return err
+	}
+	return firstErr([]error{
+		durIn("memory.timeout", m.Timeout, time.Second, 5*time.Minute),
+		durIn("memory.load_timeout", m.LoadTimeout, 10*time.Millisecond, 10*time.Second),
+		intIn("memory.recent_turns", m.RecentTurns, 0, 50),
+		durIn("memory.recent_window", m.RecentWindow, time.Minute, 365*24*time.Hour),
+		intIn("memory.digest_days", m.DigestDays, 0, 3650),
+	})
 }
 
 func (c *Config) validateLog() error {
