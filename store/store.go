@@ -27,6 +27,9 @@ import (
 // FileName is the database file inside server.data_dir.
 const FileName = "nexy.db"
 
+// AudioCacheFile is the bbolt phrase-audio cache inside server.data_dir.
+const AudioCacheFile = "audio.bolt"
+
 // timeFormat is how every time is stored: UTC, fixed width, so text order is
 // time order.
 const timeFormat = "2006-01-02T15:04:05.000Z"
