@@ -133,3 +133,13 @@ var emptyValues = map[string]bool{
 }
 
 func isEmptyValue(s string) bool { return emptyValues[strings.ToLower(strings.TrimSpace(s))] }
+
+// containsFold reports whether list holds s, case-insensitively.
+func containsFold(list []string, s string) bool {
+	for _, x := range list {
+		if strings.EqualFold(x, s) {
+			return true
+		}
+	}
+	return false
+}
