@@ -156,7 +156,6 @@ func isEverything(term string) bool {
 	return everythingTerms[strings.ToLower(strings.Join(strings.Fields(term), " "))]
 }
 
-
 // hasPrefixFold is strings.HasPrefix ignoring case, comparing the same bytes
 // (so a cut never lands inside a rune whose case forms differ in length).
 func hasPrefixFold(s, prefix string) bool {

@@ -91,10 +91,10 @@ func TestRedactKeepsOrdinaryText(t *testing.T) {
 		"my number is 415-555-2671",
 		"2024-01-01 12:30",
 		"on 31.12.2025 at 10.30",
-		"1700000000000",           // a millisecond timestamp (13 digits, starts with 1)
-		"order 1234567890123456",  // 16 digits failing Luhn
-		"4111 1111 1111 1112",     // a card number with a wrong check digit
-		"7777 7777 7777 7777 777", // 19 digits starting with 7
+		"1700000000000",                   // a millisecond timestamp (13 digits, starts with 1)
+		"order 1234567890123456",          // 16 digits failing Luhn
+		"4111 1111 1111 1112",             // a card number with a wrong check digit
+		"7777 7777 7777 7777 777",         // 19 digits starting with 7
 		"1 2 3 4 5 6 7 8 9 1 0 1 2 3 4 5", // counting
 		"in 1999 and 2000 and 2024",
 		"the year 2026, 42 apples, 3.14159",

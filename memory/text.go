@@ -143,3 +143,14 @@ func containsFold(list []string, s string) bool {
 	}
 	return false
 }
+
+// cmpID orders ids ascending (older facts have lower ids).
+func cmpID(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
