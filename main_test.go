@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"io"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nexy-server/nexy/config"
+	"github.com/nexy-server/nexy/internal/providers"
 	"github.com/nexy-server/nexy/llm/llmtest"
 	"github.com/nexy-server/nexy/server"
 )
@@ -87,7 +88,13 @@ func TestAsk(t *testing.T) {
 	cfg.Listen.GRPCPlain, cfg.Listen.HTTPPlain = "127.0.0.1:0", ""
 	cfg.LLM.Provider, cfg.LLM.BaseURL, cfg.LLM.Model = "openai", fake.URL, "llama3.2"
 	cfg.TTS.Provider, cfg.TTS.BaseURL = "openai", speech
-	srv, err := server.New(&cfg, server.NewLogger(&bytes.Buffer{}, cfg.Log, nil))
+	log := server.NewLogger(&bytes.Buffer{}, cfg.Log, nil)
+	closeDeps, deps, err := wire(&cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeDeps()
+	srv, err := server.New(&cfg, log, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +233,7 @@ func TestVersionOfBuiltBinary(t *testing.T) {
 
 // TestValidatedProvidersConstruct: a configuration config.Validate accepts is
 // one the provider constructors accept, so their "config: llm/tts: …" errors
-// in server.New stay unreachable. Each provider setting is tried with good
+// in providers.LLM/TTS stay unreachable. Each provider setting is tried with good
 // and bad values, one at a time, on top of a valid base for every provider.
 func TestValidatedProvidersConstruct(t *testing.T) {
 	long := strings.Repeat("x", 201)
@@ -269,7 +276,6 @@ func TestValidatedProvidersConstruct(t *testing.T) {
 			c.TTS.Provider, c.TTS.BaseURL, c.TTS.Format = "openai", "http://127.0.0.1:1/v1", "pcm"
 		},
 	}
-	log := server.NewLogger(io.Discard, base.Log, nil)
 	accepted, refused := 0, 0
 	for name, setup := range bases {
 		for key, vs := range values {
@@ -289,8 +295,10 @@ func TestValidatedProvidersConstruct(t *testing.T) {
 					continue
 				}
 				accepted++
-				if _, err := server.New(&cfg, log); err != nil {
-					t.Errorf("%s, %s = %q: validated, but server.New failed: %v", name, key, v, err)
+				_, _, errLLM := providers.LLM(&cfg)
+				_, errTTS := providers.TTS(&cfg)
+				if err := errors.Join(errLLM, errTTS); err != nil {
+					t.Errorf("%s, %s = %q: validated, but a provider constructor failed: %v", name, key, v, err)
 				}
 			}
 		}

@@ -4,10 +4,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/nexy-server/nexy/config"
+	"github.com/nexy-server/nexy/internal/providers"
 	"github.com/nexy-server/nexy/server"
+	"github.com/nexy-server/nexy/store"
 )
 
 func serve(args []string, stdout, stderr io.Writer) int {
@@ -40,7 +44,15 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	for _, name := range cfg.UnknownEnv {
 		log.Warn("Unknown environment setting ignored (typo?)", "scope", "server", "decision", "config", "env", name)
 	}
-	srv, err := server.New(&cfg.Config, log)
+	closeAll, deps, err := wire(&cfg.Config, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "nexy:", err)
+		return 1
+	}
+	// Deferred: runs after Serve has ended every turn and memory update, so
+	// the writer is flushed before the database closes (SPEC §10).
+	defer closeAll()
+	srv, err := server.New(&cfg.Config, log, deps)
 	if err != nil {
 		fmt.Fprintln(stderr, "nexy:", err)
 		return 1
@@ -56,4 +68,48 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// wire is the composition root: store, audio cache and providers, built from
+// the config in that order; closeAll releases them in reverse.
+func wire(cfg *config.Config, log *slog.Logger) (closeAll func(), deps server.Deps, err error) {
+	var closers []func()
+	closeAll = func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			closeAll()
+		}
+	}()
+	dbPath := filepath.Join(cfg.Server.DataDir, store.FileName)
+	db, err := store.Open(dbPath, store.Options{QueueSize: cfg.Store.Queue, Log: log})
+	if err != nil {
+		return nil, deps, err
+	}
+	closers = append(closers, func() {
+		if err := db.Close(); err != nil {
+			log.Error("Closing the database failed", "scope", "store", "decision", "close", "error", err.Error())
+		}
+		log.Info("Database closed", "scope", "store", "decision", "close", "path", dbPath)
+	})
+	deps.Store = db
+	if n := cfg.Store.AudioCacheBytes; n > 0 {
+		cache, err := store.OpenAudioCache(filepath.Join(cfg.Server.DataDir, store.AudioCacheFile), int64(n))
+		if err != nil {
+			return nil, deps, err
+		}
+		closers = append(closers, func() { _ = cache.Close() })
+		deps.AudioCache = cache
+	}
+	if deps.LLM, deps.LLMMissing, err = providers.LLM(cfg); err != nil {
+		return nil, deps, err
+	}
+	if deps.TTS, err = providers.TTS(cfg); err != nil {
+		return nil, deps, err
+	}
+	log.Info("Store opened", "scope", "store", "decision", "open", "path", dbPath, "audio_cache_bytes", cfg.Store.AudioCacheBytes)
+	return closeAll, deps, nil
 }

@@ -21,11 +21,12 @@ func (s *service) forwardActions() bool {
 	return s.cfg.Features.ForwardAssistantActions && !s.cfg.KillSwitches.DisableForwardAssistantActions
 }
 
-// systemPrompt assembles the prompt for a turn starting now.
-func (s *service) systemPrompt() string {
+// systemPrompt assembles the prompt for a turn starting now, with the
+// user's memory as its data block.
+func (s *service) systemPrompt(memory string) string {
 	now := s.now()
 	return llm.SystemPrompt(llm.PromptContext{Features: s.features(), Now: now, TimeZone: now.Location().String(),
-		NoActions: !s.forwardActions()})
+		NoActions: !s.forwardActions(), Memory: memory})
 }
 
 func (s *service) splitterConfig() tts.SplitterConfig {
@@ -86,11 +87,11 @@ func (s *service) llmStream(ctx context.Context, req llm.Request) (llm.Stream, e
 
 // synthesize starts speech, retrying a failed start (no audio yet, so
 // nothing can be spoken twice) up to tts.retries times.
-func (s *service) synthesize(ctx context.Context, req tts.Request) (io.ReadCloser, error) {
+func (s *service) synthesize(ctx context.Context, syn tts.Synthesizer, req tts.Request) (io.ReadCloser, error) {
 	var err error
 	for attempt := 0; ; attempt++ {
 		var pcm io.ReadCloser
-		if pcm, err = s.tts.Synthesize(ctx, req); err == nil {
+		if pcm, err = syn.Synthesize(ctx, req); err == nil {
 			return pcm, nil
 		}
 		if attempt >= s.cfg.TTS.Retries || ctx.Err() != nil {

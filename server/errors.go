@@ -98,7 +98,9 @@ func (e *speechError) Error() string { return "tts.provider " + e.provider + ": 
 func (e *speechError) Unwrap() error { return e.err }
 
 // speechErr marks err as the speech provider's.
-func (s *service) speechErr(err error) error { return &speechError{provider: s.tts.Name(), err: err} }
+func (s *service) speechErr(err error) error {
+	return &speechError{provider: s.speech.turn.Name(), err: err}
+}
 
 func classifyLLM(e *llm.Error) *turnError {
 	switch e.Kind {

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,7 +20,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/nexy-server/nexy/config"
+	"github.com/nexy-server/nexy/internal/providers"
 	pb "github.com/nexy-server/nexy/proto"
+	"github.com/nexy-server/nexy/store"
 )
 
 // testKey is generated per run: no secret ever lives in the repo.
@@ -140,6 +143,9 @@ func testConfig(t testing.TB, llmProvider, llmURL, ttsURL string) *config.Config
 	}
 	c.TTS.Provider, c.TTS.BaseURL = "openai", ttsURL
 	c.Log.Level = "debug"
+	// The LLM analyzer would make a second model call after each turn;
+	// tests that count model requests expect one. Memory tests opt in.
+	c.Memory.Analyzer = "heuristic"
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -149,6 +155,8 @@ func testConfig(t testing.TB, llmProvider, llmURL, ttsURL string) *config.Config
 // harness is a running server and a real gRPC client connected to it.
 type harness struct {
 	srv    *Server
+	db     *store.DB         // the server's store
+	cache  *store.AudioCache // its phrase-audio cache
 	client pb.StreamingServiceClient
 	log    *syncBuffer
 	stop   func() error // closes the client, shuts the server down, returns Serve's error
@@ -175,10 +183,18 @@ func (b *syncBuffer) String() string {
 
 // startServer starts a server on cfg and a client connected to it; both stop
 // when the test ends, or earlier through harness.stop.
-func startServer(t testing.TB, cfg *config.Config, opts ...Option) *harness {
+func startServer(t testing.TB, cfg *config.Config, opts ...func(*Deps)) *harness {
 	t.Helper()
 	logs := &syncBuffer{}
-	srv, err := New(cfg, NewLogger(logs, cfg.Log, cfg.Secrets()), opts...)
+	log := NewLogger(logs, cfg.Log, cfg.Secrets())
+	deps, closeDeps, err := buildDeps(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, opt := range opts {
+		opt(&deps)
+	}
+	srv, err := New(cfg, log, deps)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +210,9 @@ func startServer(t testing.TB, cfg *config.Config, opts ...Option) *harness {
 	}
 	var once sync.Once
 	var serveErr error
-	h := &harness{srv: srv, client: pb.NewStreamingServiceClient(conn), log: logs}
+	db, _ := deps.Store.(*store.DB)
+	cache, _ := deps.AudioCache.(*store.AudioCache)
+	h := &harness{srv: srv, db: db, cache: cache, client: pb.NewStreamingServiceClient(conn), log: logs}
 	h.stop = func() error {
 		once.Do(func() {
 			conn.Close()
@@ -204,6 +222,7 @@ func startServer(t testing.TB, cfg *config.Config, opts ...Option) *harness {
 			case <-time.After(cfg.Limits.GracePeriod.Duration + waitLimit):
 				serveErr = errors.New("Serve did not return after shutdown")
 			}
+			closeDeps() // after the server, as main.go does: the writer is flushed last
 		})
 		return serveErr
 	}
@@ -216,6 +235,39 @@ func startServer(t testing.TB, cfg *config.Config, opts ...Option) *harness {
 		}
 	})
 	return h
+}
+
+// buildDeps wires what main.go wires: a store in cfg's data dir, the
+// phrase-audio cache, and the configured providers.
+func buildDeps(cfg *config.Config, log *slog.Logger) (Deps, func(), error) {
+	db, err := store.Open(filepath.Join(cfg.Server.DataDir, store.FileName), store.Options{Log: log})
+	if err != nil {
+		return Deps{}, nil, err
+	}
+	deps := Deps{Store: db}
+	closers := []func() error{db.Close}
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			_ = closers[i]()
+		}
+	}
+	if n := cfg.Store.AudioCacheBytes; n > 0 {
+		cache, err := store.OpenAudioCache(filepath.Join(cfg.Server.DataDir, store.AudioCacheFile), int64(n))
+		if err != nil {
+			closeAll()
+			return Deps{}, nil, err
+		}
+		closers = append(closers, cache.Close)
+		deps.AudioCache = cache
+	}
+	if deps.LLM, deps.LLMMissing, err = providers.LLM(cfg); err == nil {
+		deps.TTS, err = providers.TTS(cfg)
+	}
+	if err != nil {
+		closeAll()
+		return Deps{}, nil, err
+	}
+	return deps, closeAll, nil
 }
 
 const testHW = "6E3F2C1A-0B4D-4E5F-8A9B-0C1D2E3F4A5B"

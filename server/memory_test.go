@@ -53,7 +53,14 @@ func runChildServer(path string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	srv, err := New(&cfg.Config, NewLogger(os.Stderr, cfg.Log, nil))
+	log := NewLogger(os.Stderr, cfg.Log, nil)
+	deps, closeDeps, err := buildDeps(&cfg.Config, log)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer closeDeps()
+	srv, err := New(&cfg.Config, log, deps)
 	if err == nil {
 		err = srv.Listen()
 	}
@@ -100,8 +107,10 @@ func vmHWM() int {
 
 // child is a server running in a child process (see TestMain).
 type child struct {
-	addr string
-	stop func() map[string]int // SIGTERM, wait, and the child's report: PEAK_HEAP, VMHWM_KB
+	addr    string
+	dataDir string
+	stop    func() map[string]int // SIGTERM, wait, and the child's report: PEAK_HEAP, VMHWM_KB
+	kill    func()                // SIGKILL and wait: a crash, nothing flushed
 }
 
 // startChild runs a server in a child process with the given config (the
@@ -128,7 +137,7 @@ func startChild(t *testing.T, toml string, gogc int) *child {
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 	out := bufio.NewScanner(stdout)
-	c := &child{}
+	c := &child{dataDir: filepath.Join(dir, "data")}
 	if out.Scan() {
 		c.addr, _ = strings.CutPrefix(out.Text(), "ADDR ")
 	}
@@ -152,6 +161,10 @@ func startChild(t *testing.T, toml string, gogc int) *child {
 			t.Fatalf("no heap report from the child:\n%s", stderr.String())
 		}
 		return report
+	}
+	c.kill = func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
 	}
 	return c
 }
@@ -391,7 +404,7 @@ func TestOversizedRequestsAreLogged(t *testing.T) {
 		!strings.Contains(status.Convert(err).Message(), "limits.max_id_length") {
 		t.Fatalf("ReportUsage with a 60 KB source: %v", err)
 	}
-	if r, err := h.client.ReportUsage(ctx, &pb.UsageRequest{HardwareId: testHW, SessionId: newSession(), Source: "browser_agent", Model: "gemini-2.5-flash", InputTokens: 10}); err != nil || r.GetSuccess() {
+	if r, err := h.client.ReportUsage(ctx, &pb.UsageRequest{HardwareId: testHW, SessionId: newSession(), Source: "browser_agent", Model: "gemini-2.5-flash", InputTokens: 10}); err != nil || !r.GetSuccess() {
 		t.Fatalf("ReportUsage of a normal source: %v %v", r, err)
 	}
 	log := h.log.String()

@@ -13,7 +13,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -45,45 +44,31 @@ type Server struct {
 	grpcLn, httpLn net.Listener
 }
 
-// Option changes how New builds the server (tests inject providers with it).
-type Option func(*options)
-
-type options struct {
-	llm llm.Provider
-	tts tts.Synthesizer
+// Deps are what the server works with, built by the caller (main.go wires
+// config → store → providers → server).
+type Deps struct {
+	// LLM answers turns. Nil: turns are refused with LLMMissing, which says
+	// what to configure (a server without a key still starts).
+	LLM        llm.Provider
+	LLMMissing string
+	// TTS speaks; required.
+	TTS tts.Synthesizer
+	// Store records turns, usage and memory. Nil: nothing is recorded, and
+	// ReportUsage answers success=false.
+	Store Store
+	// AudioCache keeps repeated phrases' speech; nil = no cache.
+	AudioCache tts.Cache
 }
 
-// WithLLM uses p instead of the provider described by the config.
-func WithLLM(p llm.Provider) Option { return func(o *options) { o.llm = p } }
-
-// WithTTS uses s instead of the synthesizer described by the config.
-func WithTTS(s tts.Synthesizer) Option { return func(o *options) { o.tts = s } }
-
-// New builds the server from a validated config. A missing LLM key does not
-// stop it: turns are then refused with a message saying what to set.
-func New(cfg *config.Config, log *slog.Logger, opts ...Option) (*Server, error) {
-	var o options
-	for _, opt := range opts {
-		opt(&o)
+// New builds the server from a validated config and its dependencies.
+func New(cfg *config.Config, log *slog.Logger, deps Deps) (*Server, error) {
+	if deps.TTS == nil {
+		return nil, errors.New("server: no speech synthesizer")
 	}
-	model, missing := o.llm, ""
-	if model == nil {
-		var err error
-		if model, missing, err = newLLM(cfg); err != nil {
-			return nil, err
-		}
+	if deps.LLM == nil && deps.LLMMissing == "" {
+		deps.LLMMissing = "no LLM provider is configured"
 	}
-	speech := o.tts
-	if speech == nil {
-		var err error
-		if speech, err = newTTS(cfg); err != nil {
-			return nil, err
-		}
-	}
-	if err := os.MkdirAll(cfg.Server.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("server.data_dir: %w", err)
-	}
-	s := &Server{cfg: cfg, log: log, svc: newService(cfg, log, model, missing, speech)}
+	s := &Server{cfg: cfg, log: log, svc: newService(cfg, log, deps)}
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.Limits.MaxMessageBytes),
 		grpc.MaxSendMsgSize(cfg.Limits.MaxMessageBytes),
@@ -169,6 +154,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.shutdown()
 	stopSweep()
 	wg.Wait()
+	// Every turn has ended; let the memory analyses write what they found.
+	s.svc.memory.close()
 	return err
 }
 
@@ -178,7 +165,7 @@ func sweepInterval(ttl time.Duration) time.Duration { return max(ttl/4, time.Sec
 
 func (s *Server) logStart() {
 	attrs := []any{"scope", "server", "decision", "start", "version", buildinfo.String(Version), "grpc", s.GRPCAddr().String(),
-		"llm", s.cfg.LLM.Provider, "model", s.cfg.LLM.Model, "tts", s.svc.tts.Name()}
+		"llm", s.cfg.LLM.Provider, "model", s.cfg.LLM.Model, "tts", s.svc.speech.turn.Name()}
 	if a := s.HTTPAddr(); a != nil {
 		attrs = append(attrs, "http", a.String())
 	}

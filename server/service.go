@@ -17,6 +17,7 @@ import (
 	"github.com/nexy-server/nexy/config"
 	"github.com/nexy-server/nexy/llm"
 	pb "github.com/nexy-server/nexy/proto"
+	"github.com/nexy-server/nexy/store"
 	"github.com/nexy-server/nexy/tts"
 )
 
@@ -31,7 +32,9 @@ type service struct {
 	cfg     *config.Config
 	log     *slog.Logger
 	llm     llm.Provider // nil when not configured; llmMissing says why
-	tts     tts.Synthesizer
+	speech  speech
+	store   Store // nil: nothing is recorded
+	memory  *memoryService
 	adm     *admission
 	collect *collectBuffer
 	budget  *requestBudget
@@ -40,10 +43,11 @@ type service struct {
 	llmMissing string
 }
 
-func newService(cfg *config.Config, log *slog.Logger, model llm.Provider, llmMissing string, speech tts.Synthesizer) *service {
+func newService(cfg *config.Config, log *slog.Logger, deps Deps) *service {
 	l := cfg.Limits
 	return &service{
-		cfg: cfg, log: log, llm: model, llmMissing: llmMissing, tts: speech,
+		cfg: cfg, log: log, llm: deps.LLM, llmMissing: deps.LLMMissing, speech: newSpeech(cfg, deps),
+		store: deps.Store, memory: newMemoryService(cfg, log, deps),
 		adm: newAdmission(l.MaxConcurrentStreams, l.MaxTurnsPerDevice, l.MaxRatePerSecond),
 		collect: newCollectBuffer(collectLimits{ttl: l.CollectTTL.Duration, maxEntries: l.CollectMaxSessions, maxBytes: l.CollectMaxBytes,
 			perDevice: l.CollectPerDevice, perDeviceBytes: l.CollectPerDeviceBytes}),
@@ -114,9 +118,18 @@ func (s *service) commitPhase(req *pb.StreamRequest, mime string, stream grpc.Se
 	if shot != "" {
 		in.image = &llm.Image{MIME: mime, Base64: shot}
 	}
-	out := newOutbox(ctx, cancel, stream.Send, recycleStream, s.cfg.Limits.SendTimeout.Duration)
+	var sent sentLog
+	send := func(m *pb.StreamResponse) error {
+		err := stream.Send(m)
+		if err == nil {
+			sent.add(m)
+		}
+		return err
+	}
+	out := newOutbox(ctx, cancel, send, recycleStream, s.cfg.Limits.SendTimeout.Duration)
 	t := &turn{svc: s, in: in, ctx: ctx, cancel: cancel, out: out}
 	t.tm.mark(&t.tm.admitted, start)
+	t.memory = s.memory.load(ctx, hw)
 	err := t.run()
 	ended, outErr := out.finish()
 	if err == nil {
@@ -124,9 +137,13 @@ func (s *service) commitPhase(req *pb.StreamRequest, mime string, stream grpc.Se
 	}
 	s.logTurn(t, out.sentAny(), err)
 	if err == nil {
+		s.memory.after(hw, sid, prompt, t.queuedText.String(), start)
 		return nil
 	}
 	te := classify(ctx, err)
+	s.saveUnfinished(t, &sent, te)
+	// What the user said still counts ("my name is…" then an interrupt).
+	s.memory.after(hw, sid, prompt, sent.text.String(), start)
 	if ended && !out.sentAny() {
 		// The sender has ended, so this goroutine may send; nothing went
 		// out before, so flow control cannot hold this one message.
@@ -161,9 +178,11 @@ func (s *service) InterruptSession(_ context.Context, req *pb.InterruptRequest) 
 	return &pb.InterruptResponse{Success: true, InterruptedSessions: ids, Message: fmt.Sprintf("interrupted %d session(s)", len(ids))}, nil
 }
 
-// ReportUsage validates client-reported token usage. Recording needs the
-// store, which this version does not have yet, so it answers success=false.
-func (s *service) ReportUsage(_ context.Context, req *pb.UsageRequest) (*pb.UsageResponse, error) {
+// ReportUsage records client-reported token usage (source
+// "client:<source>"). It answers success=true only once the row is
+// committed; a store failure answers success=false with the reason, and the
+// server stays up.
+func (s *service) ReportUsage(ctx context.Context, req *pb.UsageRequest) (*pb.UsageResponse, error) {
 	start := s.now()
 	if err := validateHardwareID(req.GetHardwareId(), s.cfg.Limits.MaxIDLength); err != nil {
 		return nil, err.status()
@@ -173,10 +192,21 @@ func (s *service) ReportUsage(_ context.Context, req *pb.UsageRequest) (*pb.Usag
 			slog.String("error_type", err.kind), slog.String("reason", err.msg))
 		return nil, err.status()
 	}
-	s.decision(slog.LevelInfo, "ReportUsage", "not_recorded", start, slog.String("hardware_id", shortID(req.GetHardwareId())),
-		slog.String("source", req.GetSource()), slog.String("model", req.GetModel()),
-		slog.Int("input_tokens", int(req.GetInputTokens())), slog.Int("output_tokens", int(req.GetOutputTokens())))
-	return &pb.UsageResponse{Success: false, Message: "usage recording is not available on this server version"}, nil
+	source := req.GetSource()
+	if source == "" {
+		source = "unspecified"
+	}
+	u := store.Usage{HardwareID: req.GetHardwareId(), SessionID: req.GetSessionId(), Source: store.SourceClientPrefix + source,
+		Model: req.GetModel(), InputTokens: int(req.GetInputTokens()), OutputTokens: int(req.GetOutputTokens()), At: start}
+	ok, msg := s.recordClientUsage(ctx, u)
+	decision := "recorded"
+	if !ok {
+		decision = "not_recorded"
+	}
+	s.decision(slog.LevelInfo, "ReportUsage", decision, start, slog.String("hardware_id", shortID(u.HardwareID)),
+		slog.String("source", u.Source), slog.String("model", u.Model),
+		slog.Int("input_tokens", u.InputTokens), slog.Int("output_tokens", u.OutputTokens))
+	return &pb.UsageResponse{Success: ok, Message: msg}, nil
 }
 
 // GenerateWelcomeAudio speaks text for the client: metadata, audio, end_message.
@@ -274,12 +304,12 @@ func (s *service) startWelcome(ctx context.Context, req *pb.WelcomeRequest) (*we
 	if s.cfg.TTS.HonorClientVoice {
 		r.Voice = req.GetVoice()
 	}
-	pcm, err := s.synthesize(ctx, r)
+	pcm, err := s.synthesize(ctx, s.speech.welcome, r)
 	if err != nil {
 		release()
 		return nil, err
 	}
-	return &welcome{pcm: pcm, release: release, speechErr: s.speechErr, method: s.tts.Name(),
+	return &welcome{pcm: pcm, release: release, speechErr: s.speechErr, method: s.speech.welcome.Name(),
 		estimate: float64(utf8.RuneCountInString(speakable)) / charsPerSecond,
 		limit:    s.cfg.TTS.MaxWelcomeSeconds * audio.SampleRate * 2}, nil
 }

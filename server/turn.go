@@ -77,9 +77,14 @@ type turn struct {
 	llmErr error
 
 	// Sender side.
-	textQueued bool // the first segment's text is queued: later text goes out at once
+	textQueued bool            // the first segment's text is queued: later text goes out at once
+	queuedText strings.Builder // every text chunk queued, in order
 	segments   int
 	chunks     int
+
+	memory   string        // the memory block of the prompt ("" = none)
+	saved    bool          // the record was submitted before end_message
+	saveWait time.Duration // how long end_message waited for the commit
 }
 
 func (t *turn) touch() { t.idle.Reset(t.svc.cfg.Limits.IdleTimeout.Duration) }
@@ -107,7 +112,7 @@ func (t *turn) run() error {
 	})
 	defer t.idle.Stop()
 
-	stream, err := t.svc.llmStream(t.ctx, llm.Request{System: t.svc.systemPrompt(), User: t.in.prompt, Image: t.in.image})
+	stream, err := t.svc.llmStream(t.ctx, llm.Request{System: t.svc.systemPrompt(t.memory), User: t.in.prompt, Image: t.in.image})
 	if err != nil {
 		return err
 	}
@@ -146,6 +151,7 @@ func (t *turn) run() error {
 	if err := t.sendAction(); err != nil {
 		return err
 	}
+	t.saveComplete()
 	return t.send(&pb.StreamResponse{Content: &pb.StreamResponse_EndMessage{EndMessage: endMessage}})
 }
 
@@ -170,6 +176,7 @@ func (t *turn) read(stream llm.Stream, segments *segmentQueue) {
 		}
 		if err != nil {
 			t.llmErr = err
+			t.usage = stream.Usage() // what was spent before it broke
 			return
 		}
 		t.tm.mark(&t.tm.llmFirstToken, t.in.start)
@@ -234,7 +241,7 @@ func (t *turn) synthesize(job *speechJob) {
 	if text == "" {
 		return // nothing speakable (e.g. only emoji): the text still goes out
 	}
-	pcm, err := t.svc.synthesize(t.ctx, tts.Request{Text: text})
+	pcm, err := t.svc.synthesize(t.ctx, t.svc.speech.turn, tts.Request{Text: text})
 	if err != nil {
 		job.err = err
 		return
@@ -270,7 +277,9 @@ func (t *turn) stream(job *speechJob) error {
 		textSent = true
 		t.segments++
 		t.textQueued = true
-		return t.send(&pb.StreamResponse{Content: &pb.StreamResponse_TextChunk{TextChunk: displayText(job.text)}})
+		text := displayText(job.text)
+		t.queuedText.WriteString(text)
+		return t.send(&pb.StreamResponse{Content: &pb.StreamResponse_TextChunk{TextChunk: text}})
 	}
 	if t.textQueued {
 		if err := sendText(); err != nil {

@@ -57,6 +57,10 @@ func validateSessionID(sid string, maxLen int) *turnError {
 // validateUsage checks a ReportUsage request: its strings are labels (a
 // source like "browser_agent", a model name), bounded by limits.max_id_length
 // and free of control characters, so they are safe to log and to store.
+// maxReportedTokens bounds one ReportUsage: far above any real call, low
+// enough that a bogus report cannot overflow the usage sums.
+const maxReportedTokens = 100_000_000
+
 func (s *service) validateUsage(req *pb.UsageRequest) *turnError {
 	maxLen := s.cfg.Limits.MaxIDLength
 	if sid := req.GetSessionId(); len(sid) > maxLen {
@@ -72,6 +76,9 @@ func (s *service) validateUsage(req *pb.UsageRequest) *turnError {
 	}
 	if req.GetInputTokens() < 0 || req.GetOutputTokens() < 0 {
 		return invalid("input_tokens and output_tokens must not be negative")
+	}
+	if req.GetInputTokens() > maxReportedTokens || req.GetOutputTokens() > maxReportedTokens {
+		return invalid("input_tokens and output_tokens must be at most %d per report", maxReportedTokens)
 	}
 	return nil
 }

@@ -1,4 +1,7 @@
-package server
+// Package providers builds the LLM and TTS providers a config describes. It
+// is the composition step main.go runs before handing them to the server
+// (tests use it the same way), so the server never builds its own.
+package providers
 
 import (
 	"fmt"
@@ -12,9 +15,9 @@ import (
 // as a fallback only: config.Validate applies every check they make first and
 // names the key and env variable (main's TestValidatedProvidersConstruct).
 
-// newLLM builds the configured LLM provider. Without a key the server still
+// LLM builds the configured LLM provider. Without a key the server still
 // starts; missing then tells the operator (and each refused turn) what to set.
-func newLLM(cfg *config.Config) (p llm.Provider, missing string, err error) {
+func LLM(cfg *config.Config) (p llm.Provider, missing string, err error) {
 	c := cfg.LLM
 	switch c.Provider {
 	case "gemini":
@@ -40,8 +43,8 @@ func newLLM(cfg *config.Config) (p llm.Provider, missing string, err error) {
 	return p, "", nil
 }
 
-// newTTS builds the configured speech provider.
-func newTTS(cfg *config.Config) (tts.Synthesizer, error) {
+// TTS builds the configured speech provider.
+func TTS(cfg *config.Config) (tts.Synthesizer, error) {
 	c := cfg.TTS
 	var (
 		s   tts.Synthesizer

@@ -1,0 +1,259 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nexy-server/nexy/config"
+	"github.com/nexy-server/nexy/memory"
+	"github.com/nexy-server/nexy/store"
+)
+
+const (
+	// memoryPendingPerDevice bounds the analyses waiting for one device; a
+	// device talking faster than its analyses run loses the oldest analysis
+	// (its turns are still recorded), never another device's.
+	memoryPendingPerDevice = 8
+	// memoryWorkers bounds the analyses running at once, so memory never
+	// competes with answers for the model or the CPU.
+	memoryWorkers = 4
+	// memoryWriteTimeout bounds the store write of one update; it does not
+	// depend on the analysis deadline, so a slow model never loses a write.
+	memoryWriteTimeout = 10 * time.Second
+)
+
+// memoryService loads a device's memory for the prompt and, after each turn,
+// runs the analyzer off the answer path: serialized per device (two updates
+// of one device never race), bounded in number, each under memory.timeout.
+type memoryService struct {
+	store    Store
+	analyzer *memory.Analyzer // nil: the heuristic
+	cfg      config.Memory
+	log      *slog.Logger
+	now      func() time.Time
+
+	ctx    context.Context // cancelled by close: analyses switch to the heuristic
+	cancel context.CancelFunc
+	slots  chan struct{}
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	pending map[string][]memoryJob // per device, oldest first; a key exists while its worker runs
+	closed  bool
+}
+
+type memoryJob struct {
+	hardwareID, sessionID string
+	turn                  memory.Turn
+}
+
+func newMemoryService(cfg *config.Config, log *slog.Logger, deps Deps) *memoryService {
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &memoryService{store: deps.Store, cfg: cfg.Memory, log: log, now: time.Now, ctx: ctx, cancel: cancel,
+		slots: make(chan struct{}, memoryWorkers), pending: map[string][]memoryJob{}}
+	if cfg.Memory.Analyzer == "llm" && deps.LLM != nil {
+		m.analyzer = memory.NewAnalyzer(deps.LLM)
+	}
+	return m
+}
+
+// load renders a device's memory for the prompt's data block. It waits at
+// most memory.load_timeout: a slow store means a turn without memory, never
+// a late answer.
+func (m *memoryService) load(ctx context.Context, hardwareID string) string {
+	if m.store == nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.LoadTimeout.Duration)
+	defer cancel()
+	now := m.now()
+	mem, err := m.store.Memory(ctx, hardwareID, m.query(now))
+	if err != nil {
+		m.log.Warn("Memory not loaded: answering without it", "scope", "memory", "decision", "load_failed",
+			"hardware_id", shortID(hardwareID), "error", err.Error())
+		return ""
+	}
+	return memory.Render(snapshot(mem), now)
+}
+
+func (m *memoryService) query(now time.Time) store.MemoryQuery {
+	return store.MemoryQuery{RecentTurns: m.cfg.RecentTurns, RecentSince: now.Add(-m.cfg.RecentWindow.Duration),
+		DigestSince: now.UTC().AddDate(0, 0, -m.cfg.DigestDays).Format(time.DateOnly)}
+}
+
+func snapshot(mem store.Memory) memory.Snapshot {
+	var s memory.Snapshot
+	for _, f := range mem.Facts {
+		s.Facts = append(s.Facts, memory.Fact{ID: f.ID, Slot: f.Slot, Text: f.Text})
+	}
+	for _, d := range mem.Digests {
+		s.Digests = append(s.Digests, memory.Digest{Day: d.Day, Text: d.Text})
+	}
+	for _, t := range mem.Recent {
+		s.Recent = append(s.Recent, memory.Turn{At: t.At, User: t.User, Assistant: t.Assistant})
+	}
+	return s
+}
+
+// after schedules the analysis of a finished turn and returns at once.
+func (m *memoryService) after(hardwareID, sessionID, prompt, answer string, at time.Time) {
+	if m.store == nil {
+		return
+	}
+	job := memoryJob{hardwareID: hardwareID, sessionID: sessionID, turn: memory.Turn{At: at, User: prompt, Assistant: answer}}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return
+	}
+	q, running := m.pending[hardwareID]
+	if len(q) >= memoryPendingPerDevice {
+		m.log.Warn("Memory analysis skipped: the device has too many waiting", "scope", "memory", "decision", "skipped",
+			"hardware_id", shortID(hardwareID), "pending", len(q))
+		q = q[1:]
+	}
+	m.pending[hardwareID] = append(q, job)
+	if !running {
+		m.wg.Add(1)
+		go m.drain(hardwareID)
+	}
+}
+
+// drain runs one device's analyses in order, then ends.
+func (m *memoryService) drain(hardwareID string) {
+	defer m.wg.Done()
+	m.slots <- struct{}{}
+	defer func() { <-m.slots }()
+	for {
+		m.mu.Lock()
+		q := m.pending[hardwareID]
+		if len(q) == 0 {
+			delete(m.pending, hardwareID)
+			m.mu.Unlock()
+			return
+		}
+		job := q[0]
+		m.pending[hardwareID] = q[1:]
+		m.mu.Unlock()
+		m.update(job)
+	}
+}
+
+// update analyzes one turn and writes what it changes.
+func (m *memoryService) update(job memoryJob) {
+	start := m.now()
+	// The store is read and written under their own deadline: at shutdown
+	// the analysis is cut short (m.ctx), but what it found is still saved.
+	sctx, scancel := context.WithTimeout(context.Background(), memoryWriteTimeout)
+	defer scancel()
+	mem, err := m.store.Memory(sctx, job.hardwareID, m.query(start))
+	if err != nil {
+		// Without the current facts an update could duplicate or fail to
+		// retire them; the turn itself is recorded, so skip.
+		m.log.Warn("Memory update skipped: memory not loaded", "scope", "memory", "decision", "update_failed",
+			"hardware_id", shortID(job.hardwareID), "error", err.Error())
+		return
+	}
+	snap := snapshot(mem)
+	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Timeout.Duration)
+	upd := m.analyze(ctx, snap, job)
+	cancel()
+	change := m.change(job, mem, upd, start)
+	if err := m.store.ApplyMemory(sctx, change); err != nil {
+		m.log.Error("Memory update not saved", "scope", "memory", "decision", "update_failed",
+			"hardware_id", shortID(job.hardwareID), "error", err.Error())
+		return
+	}
+	m.log.Debug("Memory updated", "scope", "memory", "decision", "updated", "hardware_id", shortID(job.hardwareID),
+		"method", upd.Method, "added", len(change.Add), "retired", len(change.Retire), "forget_all", upd.ForgetAll,
+		"input_tokens", upd.Usage.InputTokens, "output_tokens", upd.Usage.OutputTokens, "dur_ms", time.Since(start).Milliseconds())
+}
+
+// analyze runs the configured analyzer. "off" still honours a request to
+// forget: a user who asks must be forgotten whatever the operator chose.
+func (m *memoryService) analyze(ctx context.Context, snap memory.Snapshot, job memoryJob) memory.Update {
+	switch {
+	case m.cfg.Analyzer == "off":
+		h := memory.Heuristic(job.turn)
+		return memory.Update{Forget: h.Forget, ForgetAll: h.ForgetAll, Method: h.Method}
+	case m.analyzer == nil || m.ctx.Err() != nil:
+		return memory.Heuristic(job.turn)
+	}
+	upd, err := m.analyzer.Analyze(ctx, snap, job.turn, m.now())
+	if err != nil {
+		// Analyze has already fallen back to the heuristic.
+		m.log.Info("Memory analyzer failed: used the heuristic", "scope", "memory", "decision", "analyzer_fallback",
+			"hardware_id", shortID(job.hardwareID), "error", err.Error())
+	}
+	return upd
+}
+
+// change turns an update into one store write.
+func (m *memoryService) change(job memoryJob, mem store.Memory, upd memory.Update, now time.Time) store.MemoryChange {
+	snap := snapshot(mem)
+	retire, add := memory.Plan(snap.Facts, upd)
+	forgot := upd.ForgetAll || len(upd.Forget) > 0
+	c := store.MemoryChange{HardwareID: job.hardwareID, At: now, Retire: retire, Reason: "replaced by a newer statement",
+		ClearShortTerm: forgot, RetireDigests: upd.ForgetAll}
+	if forgot {
+		c.Reason = "forgotten at the user's request"
+		c.Retire = append(c.Retire, digestsMentioning(mem, retire, upd.Forget)...)
+	}
+	for _, f := range add {
+		c.Add = append(c.Add, store.Fact{Slot: f.Slot, Text: f.Text})
+	}
+	// A forgetting turn adds no digest: merging it into the day's text would
+	// write back what was just retired.
+	if upd.Digest != "" && !forgot {
+		day := job.turn.At.UTC().Format(time.DateOnly)
+		old := ""
+		for _, d := range mem.Digests {
+			if d.Day == day {
+				old = d.Text
+			}
+		}
+		c.Digest = &store.Digest{Day: day, Text: memory.MergeDigest(old, upd.Digest)}
+	}
+	if u := upd.Usage; u.InputTokens > 0 || u.OutputTokens > 0 {
+		c.Usage = &store.Usage{HardwareID: job.hardwareID, SessionID: job.sessionID, Source: store.SourceMemory,
+			Model: u.Model, InputTokens: u.InputTokens, OutputTokens: u.OutputTokens, At: now}
+	}
+	return c
+}
+
+// digestsMentioning finds the digests that quote what is being forgotten
+// (a retired fact's text or a forget term): a day's summary must not keep
+// what the user asked to forget.
+func digestsMentioning(mem store.Memory, retired []int64, terms []string) []int64 {
+	needles := slices.Clone(terms)
+	for _, f := range mem.Facts {
+		if slices.Contains(retired, f.ID) {
+			needles = append(needles, f.Text)
+		}
+	}
+	var ids []int64
+	for _, d := range mem.Digests {
+		text := strings.ToLower(d.Text)
+		for _, n := range needles {
+			if n = strings.ToLower(strings.TrimSpace(n)); n != "" && strings.Contains(text, n) {
+				ids = append(ids, d.ID)
+				break
+			}
+		}
+	}
+	return ids
+}
+
+// close stops taking turns, switches running and waiting analyses to the
+// heuristic (no model call outlives the server), and waits for their writes.
+func (m *memoryService) close() {
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	m.cancel()
+	m.wg.Wait()
+}
