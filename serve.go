@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/nexy-server/nexy/config"
 	"github.com/nexy-server/nexy/internal/providers"
@@ -84,10 +86,24 @@ func wire(cfg *config.Config, log *slog.Logger) (closeAll func(), deps server.De
 			closeAll()
 		}
 	}()
+	// One server per data dir; `nexy restore` takes the same lock, so it
+	// cannot swap the file under a running server.
+	unlock, err := store.LockDataDir(cfg.Server.DataDir)
+	if err != nil {
+		return nil, deps, err
+	}
+	closers = append(closers, unlock)
 	dbPath := filepath.Join(cfg.Server.DataDir, store.FileName)
 	db, err := store.Open(dbPath, store.Options{QueueSize: cfg.Store.Queue, Log: log})
 	if err != nil {
 		return nil, deps, err
+	}
+	// A fresh install has nothing to back up yet; once it holds history, an
+	// unproven backup is worth a warning at every start.
+	if n, err := db.Counts(context.Background()); err == nil && n["users"] > 0 {
+		if warn := store.DrillWarning(context.Background(), db, time.Now()); warn != "" {
+			log.Warn(warn, "scope", "store", "decision", "drill_overdue")
+		}
 	}
 	closers = append(closers, func() {
 		if err := db.Close(); err != nil {

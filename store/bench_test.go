@@ -44,3 +44,35 @@ func BenchmarkSaveTurnParallel(b *testing.B) {
 	})
 	b.ReportMetric(float64(n.Load())/time.Since(start).Seconds(), "turns/s")
 }
+
+// BenchmarkMemoryLoad is what loading memory adds before a turn's model
+// call: a device with 200 turns, 20 facts and 30 daily digests.
+//
+//	go test ./store -run '^$' -bench MemoryLoad
+func BenchmarkMemoryLoad(b *testing.B) {
+	db := openTest(b)
+	ctx := context.Background()
+	now := time.Now()
+	for i := range 200 {
+		if err := db.QueueTurn(ctx, testTurn("HW-MEM", fmt.Sprintf("s%d", i), now.Add(time.Duration(i-200)*time.Minute))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := range 30 {
+		c := MemoryChange{HardwareID: "HW-MEM", Digest: &Digest{Day: now.AddDate(0, 0, -i).Format(time.DateOnly), Text: "asked about the weather; answered sunny"}}
+		if i < 20 {
+			c.Add = []Fact{{Slot: "note", Text: fmt.Sprintf("fact number %d about the user", i)}}
+		}
+		if err := db.ApplyMemory(ctx, c); err != nil {
+			b.Fatal(err)
+		}
+	}
+	q := MemoryQuery{RecentTurns: 6, RecentSince: now.Add(-24 * time.Hour), DigestSince: now.AddDate(0, 0, -30).Format(time.DateOnly)}
+	b.ReportAllocs()
+	for b.Loop() {
+		m, err := db.Memory(ctx, "HW-MEM", q)
+		if err != nil || len(m.Recent) != 6 || len(m.Facts) != 20 || len(m.Digests) != 30 {
+			b.Fatalf("memory %d/%d/%d %v", len(m.Recent), len(m.Facts), len(m.Digests), err)
+		}
+	}
+}

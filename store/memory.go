@@ -120,8 +120,8 @@ func digests(ctx context.Context, q querier, userID int64, since string) ([]Dige
 // answered turns, so memory can never disagree with what was said.
 func recentTurns(ctx context.Context, q querier, userID int64, since string, n int) ([]RecentTurn, error) {
 	rows, err := q.QueryContext(ctx, `SELECT c.created_at, c.prompt, a.response
-		FROM commands c JOIN llm_answers a ON a.command_id = c.id JOIN sessions s ON s.id = c.session_id
-		WHERE s.user_id = ? AND c.created_at > ? AND a.status <> 'failed' AND a.response <> ''
+		FROM commands c JOIN llm_answers a ON a.command_id = c.id
+		WHERE c.user_id = ? AND c.created_at > ? AND a.status <> 'failed' AND a.response <> ''
 		ORDER BY c.id DESC LIMIT ?`, userID, since, n)
 	if err != nil {
 		return nil, fmt.Errorf("store: recent turns: %w", err)

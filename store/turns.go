@@ -114,8 +114,8 @@ func insertTurn(ctx context.Context, tx *sql.Tx, t *Turn) error {
 	if err != nil {
 		return fmt.Errorf("session: %w", err)
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO commands(session_id, prompt, has_screenshot, created_at) VALUES (?, ?, ?, ?)`,
-		sessionID, t.Prompt, t.Screenshot != nil, at)
+	res, err := tx.ExecContext(ctx, `INSERT INTO commands(user_id, session_id, prompt, has_screenshot, created_at) VALUES (?, ?, ?, ?, ?)`,
+		userID, sessionID, t.Prompt, t.Screenshot != nil, at)
 	if err != nil {
 		return fmt.Errorf("command: %w", err)
 	}

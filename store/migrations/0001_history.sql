@@ -20,15 +20,19 @@ CREATE TABLE sessions (
     UNIQUE (user_id, session_id)
 );
 
--- The user's words. Never the screenshot bytes (see screenshots).
+-- The user's words. Never the screenshot bytes (see screenshots). user_id
+-- repeats the session's, so a device's latest turns are one index range
+-- (short-term memory reads them before every answer).
 CREATE TABLE commands (
     id             INTEGER PRIMARY KEY,
+    user_id        INTEGER NOT NULL REFERENCES users(id),
     session_id     INTEGER NOT NULL REFERENCES sessions(id),
     prompt         TEXT NOT NULL,
     has_screenshot INTEGER NOT NULL DEFAULT 0 CHECK (has_screenshot IN (0, 1)),
     created_at     TEXT NOT NULL
 );
 CREATE INDEX commands_session ON commands(session_id);
+CREATE INDEX commands_user ON commands(user_id, id);
 
 -- The answer as actually sent, with the per-stage timings of the turn in
 -- milliseconds since it started (NULL = the stage was not reached).
