@@ -22,6 +22,7 @@ type ParseError struct {
 	Reason string
 }
 
+// Error names the reason, for the log.
 func (e *ParseError) Error() string { return "memory: analyzer output rejected: " + e.Reason }
 
 // ParseError reasons.

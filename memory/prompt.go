@@ -75,7 +75,7 @@ func analyzerInput(snap Snapshot, t Turn, now time.Time) string {
 
 // renderFactLines lists facts as "- slot: text" lines in Render's order.
 func renderFactLines(facts []Fact) string {
-	return quoteData(strings.TrimPrefix(renderFacts(facts), "Facts the user stated:\n"))
+	return quoteData(strings.Join(factLines(facts), "\n"))
 }
 
 // todayDigest returns the digest of day, if any.

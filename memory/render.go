@@ -4,6 +4,19 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/nexy-server/nexy/llm"
+)
+
+// MaxRenderBytes bounds Render's output: the prompt's memory block
+// (llm.MaxPromptMemoryBytes) would otherwise cut the end off blindly.
+const MaxRenderBytes = llm.MaxPromptMemoryBytes
+
+// Section titles of Render's output.
+const (
+	titleFacts = "Facts the user stated:"
+	titleDays  = "Recent days:"
+	titleTurns = "Recent turns (newest first):"
 )
 
 // Render returns the text for the prompt's memory data block (llm
@@ -21,10 +34,25 @@ import (
 // first; turns newest first, with the date added for turns not on now's UTC
 // day, each side cut to MaxRenderTurnRunes. Every line is made one line and
 // turn texts are redacted, so stored text cannot forge lines in the block.
-// The output depends only on the arguments.
+// Beyond MaxRenderBytes the oldest days go first, then facts from the end
+// of the list (notes before contacts before preferences), then the oldest
+// turns: the few recent turns carry the conversation ("yes, do that"). The
+// output depends only on the arguments.
 func Render(s Snapshot, now time.Time) string {
+	facts, days, turns := factLines(s.Facts), dayLines(s.Digests), turnLines(s.Recent, now)
+	for size := renderedSize(facts, days, turns); size > MaxRenderBytes; {
+		list := &turns
+		switch {
+		case len(days) > 0:
+			list = &days
+		case len(facts) > 0:
+			list = &facts
+		}
+		size -= len((*list)[len(*list)-1]) + 1
+		*list = (*list)[:len(*list)-1]
+	}
 	var sections []string
-	for _, sec := range []string{renderFacts(s.Facts), renderDigests(s.Digests), renderTurns(s.Recent, now)} {
+	for _, sec := range []string{section(titleFacts, facts), section(titleDays, days), section(titleTurns, turns)} {
 		if sec != "" {
 			sections = append(sections, sec)
 		}
@@ -32,7 +60,19 @@ func Render(s Snapshot, now time.Time) string {
 	return strings.Join(sections, "\n\n")
 }
 
-func renderFacts(facts []Fact) string {
+// renderedSize is an upper bound of the bytes Render writes for these lines.
+func renderedSize(lists ...[]string) int {
+	n := len(titleFacts) + len(titleDays) + len(titleTurns) + 4
+	for _, l := range lists {
+		for _, line := range l {
+			n += len(line) + 1
+		}
+	}
+	return n
+}
+
+// factLines are the "- slot: text" lines in slot order, then id.
+func factLines(facts []Fact) []string {
 	facts = slices.Clone(facts)
 	slices.SortStableFunc(facts, func(a, b Fact) int {
 		if ra, rb := slotRank(NormalizeSlot(a.Slot)), slotRank(NormalizeSlot(b.Slot)); ra != rb {
@@ -40,37 +80,39 @@ func renderFacts(facts []Fact) string {
 		}
 		return cmpID(a.ID, b.ID)
 	})
-	var b strings.Builder
+	var lines []string
 	for _, f := range facts {
 		if text := cutRunes(oneLine(f.Text), MaxFactRunes); text != "" {
-			b.WriteString("\n- " + NormalizeSlot(f.Slot) + ": " + text)
+			lines = append(lines, "- "+NormalizeSlot(f.Slot)+": "+text)
 		}
 	}
-	return section("Facts the user stated:", b.String())
+	return lines
 }
 
-func renderDigests(days []Digest) string {
+// dayLines are the "- day: text" lines, newest day first.
+func dayLines(days []Digest) []string {
 	days = slices.Clone(days)
 	slices.SortStableFunc(days, func(a, b Digest) int { return strings.Compare(b.Day, a.Day) })
-	var b strings.Builder
+	var lines []string
 	for _, d := range days {
 		if text := cutRunes(oneLine(d.Text), MaxDayDigestRunes); text != "" {
-			b.WriteString("\n- " + cutRunes(oneLine(d.Day), 10) + ": " + text)
+			lines = append(lines, "- "+cutRunes(oneLine(d.Day), 10)+": "+text)
 		}
 	}
-	return section("Recent days:", b.String())
+	return lines
 }
 
-func renderTurns(turns []Turn, now time.Time) string {
+// turnLines are the turn lines, newest first.
+func turnLines(turns []Turn, now time.Time) []string {
 	turns = slices.Clone(turns)
 	slices.SortStableFunc(turns, func(a, b Turn) int { return b.At.Compare(a.At) })
-	var b strings.Builder
+	var lines []string
 	for _, t := range turns {
 		if line := renderTurn(t, now); line != "" {
-			b.WriteString("\n- " + line)
+			lines = append(lines, "- "+line)
 		}
 	}
-	return section("Recent turns (newest first):", b.String())
+	return lines
 }
 
 // renderTurn is "[15:04 UTC] user: …; assistant: …", or "" for an empty turn.
@@ -94,11 +136,11 @@ func renderTurn(t Turn, now time.Time) string {
 }
 
 // section is title plus its lines, or "" without lines.
-func section(title, lines string) string {
-	if lines == "" {
+func section(title string, lines []string) string {
+	if len(lines) == 0 {
 		return ""
 	}
-	return title + lines
+	return title + "\n" + strings.Join(lines, "\n")
 }
 
 // digestSep joins the entries of one day's digest.

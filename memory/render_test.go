@@ -1,9 +1,12 @@
 package memory
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nexy-server/nexy/llm"
 )
 
 var renderNow = time.Date(2026, 12, 2, 15, 30, 0, 0, time.UTC)
@@ -111,5 +114,33 @@ func TestMergeDigestKeepsNewest(t *testing.T) {
 	}
 	if got := MergeDigest(strings.Repeat("z", 1500), "new"); len([]rune(got)) > MaxDayDigestRunes || !strings.HasSuffix(got, "new") {
 		t.Errorf("an oversized stored digest is cut: %q", got)
+	}
+}
+
+// TestRenderBudget: a full memory fits the prompt's memory block; the
+// oldest days go first, then facts from the end, and the turns stay.
+func TestRenderBudget(t *testing.T) {
+	var s Snapshot
+	for i := 1; i <= MaxFacts; i++ {
+		s.Facts = append(s.Facts, Fact{ID: int64(i), Slot: "note", Text: strings.Repeat("ж", MaxFactRunes-4) + fmt.Sprintf("%04d", i)})
+	}
+	s.Facts = append(s.Facts, Fact{ID: 999, Slot: "name", Text: "Anna"})
+	for d := 1; d <= 30; d++ {
+		s.Digests = append(s.Digests, Digest{Day: fmt.Sprintf("2026-11-%02d", d), Text: strings.Repeat("d", MaxDayDigestRunes)})
+	}
+	for i := 0; i < 5; i++ {
+		s.Recent = append(s.Recent, Turn{At: renderNow.Add(-time.Duration(i) * time.Minute), User: "question", Assistant: "answer"})
+	}
+	got := Render(s, renderNow)
+	if len(got) > MaxRenderBytes {
+		t.Fatalf("Render is %d bytes", len(got))
+	}
+	if strings.Contains(got, titleDays) || strings.Count(got, "user: question") != 5 || !strings.Contains(got, "- name: Anna") ||
+		!strings.Contains(got, "0001\n") || strings.Contains(got, "0200") {
+		t.Errorf("wrong things dropped:\n%.600s", got)
+	}
+	prompt := llm.SystemPrompt(llm.PromptContext{Now: renderNow, Memory: got})
+	if strings.Contains(prompt, "left out") || !strings.Contains(prompt, "user: question") {
+		t.Error("the prompt cut the rendered memory")
 	}
 }
