@@ -175,8 +175,10 @@ func (db *DB) writeBackup(ctx context.Context, dir, path string, opts BackupOpti
 // stay unique and sort in time order.
 func backupTarget(ctx context.Context, dir, out string) (string, error) {
 	if out != "" {
-		if _, err := os.Lstat(out); err == nil {
-			return "", fmt.Errorf("store: backup: %s already exists; choose another --out file", out)
+		for _, p := range []string{out, MetadataPath(out)} {
+			if exists(p) {
+				return "", fmt.Errorf("store: backup: %s already exists; choose another --out file", p)
+			}
 		}
 		return out, nil
 	}
@@ -406,7 +408,7 @@ func inspect(ctx context.Context, path string) (inspection, error) {
 		return in, fmt.Errorf("%w: %w", ErrBadBackup, err)
 	}
 	if verdict != "ok" {
-		return in, fmt.Errorf("%w: integrity_check: %s", ErrBadBackup, verdict)
+		return in, fmt.Errorf("%w: integrity_check: %s", ErrBadBackup, firstLines(verdict, 4))
 	}
 	if in.version, err = fileVersion(ctx, q, path); err != nil {
 		return in, err
@@ -423,6 +425,16 @@ func inspect(ctx context.Context, path string) (inspection, error) {
 	}
 	in.counts, err = countTables(ctx, q, tables)
 	return in, err
+}
+
+// firstLines keeps a long integrity_check verdict (up to 100 problems)
+// readable in an error message.
+func firstLines(s string, n int) string {
+	lines := strings.Split(strings.ReplaceAll(s, "; ", "\n"), "\n")
+	if len(lines) <= n {
+		return strings.Join(lines, "; ")
+	}
+	return fmt.Sprintf("%s; … (%d more)", strings.Join(lines[:n], "; "), len(lines)-n)
 }
 
 // fileVersion is the schema version of a file that must be a nexy database
@@ -861,6 +873,12 @@ type Drill struct {
 
 // RecordDrill stores a drill's outcome and returns once it is committed.
 func (db *DB) RecordDrill(ctx context.Context, d Drill) error {
+	_, err := db.recordDrill(ctx, d)
+	return err
+}
+
+// recordDrill stores a drill and returns its row id.
+func (db *DB) recordDrill(ctx context.Context, d Drill) (int64, error) {
 	if d.RanAt.IsZero() {
 		d.RanAt = time.Now()
 	}
@@ -868,11 +886,12 @@ func (db *DB) RecordDrill(ctx context.Context, d Drill) error {
 	if err != nil || d.Counts == nil {
 		counts = []byte("{}")
 	}
-	return db.writer.do(ctx, "record drill", func(ctx context.Context, tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO drills(backup_file, ok, detail, counts, ran_at) VALUES (?, ?, ?, ?, ?)`,
-			d.BackupFile, d.OK, d.Detail, string(counts), ts(d.RanAt))
-		return err
+	var id int64
+	err = db.writer.do(ctx, "record drill", func(ctx context.Context, tx *sql.Tx) error {
+		return tx.QueryRowContext(ctx, `INSERT INTO drills(backup_file, ok, detail, counts, ran_at) VALUES (?, ?, ?, ?, ?) RETURNING id`,
+			d.BackupFile, d.OK, d.Detail, string(counts), ts(d.RanAt)).Scan(&id)
 	})
+	return id, err
 }
 
 // LastDrill is the most recent drill (only successful ones when okOnly);
@@ -915,8 +934,9 @@ func DrillWarning(ctx context.Context, db *DB, now time.Time) string {
 // checks it (integrity_check, schema, guards), opens it with Open
 // (migrations, guards), and compares its row counts with the metadata's
 // (equal) and the live database's (not more). The outcome is recorded in
-// the drills table; the scratch copy is removed. A failed drill returns
-// the recorded Drill and an error.
+// the drills table (the returned Drill's ID is its row; 0 when recording
+// failed); the scratch copy is removed. A failed drill returns the Drill
+// and an error.
 func (db *DB) RunDrill(ctx context.Context, dir string) (Drill, error) {
 	backup, err := LatestBackup(dir)
 	if err != nil {
@@ -929,8 +949,9 @@ func (db *DB) RunDrill(ctx context.Context, dir string) (Drill, error) {
 	if err != nil {
 		d.Detail = err.Error()
 	}
-	if rerr := db.RecordDrill(ctx, d); rerr != nil {
-		return d, errors.Join(err, fmt.Errorf("store: drill: record: %w", rerr))
+	var rerr error
+	if d.ID, rerr = db.recordDrill(ctx, d); rerr != nil {
+		return d, errors.Join(err, fmt.Errorf("store: drill: record the outcome: %w", rerr))
 	}
 	if err != nil {
 		return d, fmt.Errorf("store: drill of %s failed: %w", backup, err)
