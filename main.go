@@ -33,6 +33,14 @@ usage:
   nexy ask [flags] "question"      ask a running server; prints text, action and timings,
                                    writes the speech to a WAV file (nexy ask -h for flags)
   nexy version                     print the version, commit and Go version
+
+the history (each reads the same config as serve; -config nexy.toml):
+  nexy memory show|export|forget HARDWARE_ID      a device's memory: show it, export it as JSON,
+                                                  or forget it (facts retired, rows kept)
+  nexy usage [--since 7d] [--device ID] [--json]  tokens and estimated cost per device, source, model
+  nexy backup [--out FILE]         a checked copy of the history, safe while the server runs
+  nexy restore FILE [--force]      replace the history with a checked backup (server stopped)
+  nexy drill                       prove the newest backup restores; the result is recorded
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -47,6 +55,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return ask(ctx, args[1:], stdout, stderr)
+	case "memory":
+		return memoryCmd(args[1:], stdout, stderr)
+	case "usage":
+		return usageCmd(args[1:], stdout, stderr)
+	case "backup":
+		return backupCmd(args[1:], stdout, stderr)
+	case "restore":
+		return restoreCmd(args[1:], stdout, stderr)
+	case "drill":
+		return drillCmd(args[1:], stdout, stderr)
 	case "version":
 		if len(args) > 1 {
 			fmt.Fprintf(stderr, "nexy version: unexpected argument %q\n", args[1])
