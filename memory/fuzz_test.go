@@ -89,3 +89,29 @@ func checkLine(t *testing.T, what, s string, max int) {
 		t.Fatalf("%s %q is not one clean line", what, s)
 	}
 }
+
+// FuzzHeuristic: the heuristic never panics and returns only clean facts,
+// terms and digest, whatever the user said.
+func FuzzHeuristic(f *testing.F) {
+	for _, s := range []string{
+		"My name is Anna and I live in New York City.", "Меня зовут Анна, я живу в Москве",
+		"forget that my email is a@b.com", "Forget everything about me. My name is Bob.",
+		"remember that my password is hunter2", "I like jazz, especially Miles.", "забудь, что я люблю джаз",
+		"мой любимый цвет — синий", "don't forget that Bob's birthday is May 5",
+	} {
+		f.Add(s, "Okay.")
+	}
+	f.Fuzz(func(t *testing.T, user, assistant string) {
+		u := Heuristic(Turn{User: user, Assistant: assistant})
+		for _, fact := range u.Remember {
+			checkFact(t, fact)
+		}
+		for _, term := range u.Forget {
+			checkLine(t, "term", term, MaxTermRunes)
+		}
+		checkLine(t, "digest", u.Digest, MaxDigestRunes)
+		if _, changed := Redact(u.Digest); changed {
+			t.Fatalf("digest %q is not redacted", u.Digest)
+		}
+	})
+}
