@@ -297,9 +297,11 @@ type factJSON struct {
 }
 
 type digestJSON struct {
-	ID   int64  `json:"id"`
-	Day  string `json:"day"`
-	Text string `json:"text"`
+	ID        int64      `json:"id"`
+	Day       string     `json:"day"`
+	Text      string     `json:"text"`
+	Active    bool       `json:"active"`
+	RetiredAt *time.Time `json:"retired_at,omitempty"`
 }
 
 type turnJSON struct {
@@ -327,7 +329,7 @@ func memoryExport(ctx context.Context, w io.Writer, cfg *config.Loaded, db *stor
 			CreatedAt: f.CreatedAt, RetiredAt: timeOrNil(f.RetiredAt), RetiredReason: f.RetiredReason})
 	}
 	for _, d := range exp.Digests {
-		out.Digests = append(out.Digests, digestJSON{ID: d.ID, Day: d.Day, Text: d.Text})
+		out.Digests = append(out.Digests, digestJSON{ID: d.ID, Day: d.Day, Text: d.Text, Active: d.RetiredAt.IsZero(), RetiredAt: timeOrNil(d.RetiredAt)})
 	}
 	for _, t := range mem.Recent {
 		out.ShortTerm = append(out.ShortTerm, turnJSON{At: t.At, User: t.User, Assistant: t.Assistant})
@@ -336,16 +338,21 @@ func memoryExport(ctx context.Context, w io.Writer, cfg *config.Loaded, db *stor
 }
 
 func memoryForget(ctx context.Context, w io.Writer, db *store.DB, exp store.DeviceMemory) error {
-	active := 0
+	active, digests := 0, 0
 	for _, f := range exp.Facts {
 		if f.RetiredAt.IsZero() {
 			active++
 		}
 	}
+	for _, d := range exp.Digests {
+		if d.RetiredAt.IsZero() {
+			digests++
+		}
+	}
 	if err := db.ForgetAll(ctx, exp.HardwareID, "forgotten by the owner (nexy memory forget)"); err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "device %s: retired %d facts and %d digests; short-term memory starts afresh now.\n", exp.HardwareID, active, len(exp.Digests))
+	fmt.Fprintf(w, "device %s: retired %d facts and %d digests; short-term memory starts afresh now.\n", exp.HardwareID, active, digests)
 	fmt.Fprintln(w, "The rows stay in the database, marked retired (history is never deleted); nexy memory export shows them.")
 	return nil
 }

@@ -116,7 +116,8 @@ func (s *service) logTurn(t *turn, sentAny bool, err error) {
 		slog.Group("timings_ms",
 			ms("admitted", t.tm.admitted.Load()), ms("llm_first_token", t.tm.llmFirstToken.Load()),
 			ms("first_segment", t.tm.firstSegment.Load()), ms("tts_first_byte", t.tm.ttsFirstByte.Load()),
-			ms("first_audio_sent", t.tm.firstAudioSent.Load()), ms("last_chunk_sent", t.tm.lastChunkSent.Load())),
+			ms("first_audio_sent", t.tm.firstAudioSent.Load()), ms("last_chunk_sent", t.tm.lastChunkSent.Load()),
+			ms("record_commit", int64(t.saveWait))),
 	}
 	if t.action != nil {
 		attrs = append(attrs, slog.String("command", t.action.Command), slog.Bool("action_forwarded", s.forwardActions()))

@@ -21,12 +21,19 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkTurn -benchtime 200x ./server/
 func BenchmarkTurn(b *testing.B) {
+	// no_store vs store: the difference in end_ms is what recording the turn
+	// adds (its commit comes before end_message); first_audio_ms must not move.
+	b.Run("no_store", func(b *testing.B) { benchTurn(b, func(d *Deps) { d.Store = nil }) })
+	b.Run("store", func(b *testing.B) { benchTurn(b) })
+}
+
+func benchTurn(b *testing.B, opts ...func(*Deps)) {
 	fake := llmtest.NewOpenAI(b, llmtest.Script{Deltas: actionReply})
 	speech := newSpeechFake(b)
 	cfg := testConfig(b, "openai", fake.URL, speech.URL)
 	cfg.Log.Level = "warn"
 	cfg.Limits.MaxConcurrentStreams = 1000
-	h := startServer(b, cfg)
+	h := startServer(b, cfg, opts...)
 	var firstText, firstAudio, end time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

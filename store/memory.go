@@ -21,9 +21,10 @@ type Fact struct {
 
 // Digest is one day's summary of what the user did.
 type Digest struct {
-	ID   int64
-	Day  string // YYYY-MM-DD, UTC
-	Text string
+	ID        int64
+	Day       string // YYYY-MM-DD, UTC
+	Text      string
+	RetiredAt time.Time // zero for an active digest
 }
 
 // RecentTurn is one earlier exchange, for short-term memory.
@@ -65,7 +66,7 @@ func (db *DB) Memory(ctx context.Context, hardwareID string, q MemoryQuery) (Mem
 	if m.Facts, err = facts(ctx, db.r, userID, false); err != nil {
 		return m, err
 	}
-	if m.Digests, err = digests(ctx, db.r, userID, q.DigestSince); err != nil {
+	if m.Digests, err = digests(ctx, db.r, userID, q.DigestSince, false); err != nil {
 		return m, err
 	}
 	since := ts(q.RecentSince)
@@ -98,9 +99,9 @@ func facts(ctx context.Context, q querier, userID int64, withRetired bool) ([]Fa
 	return out, rows.Err()
 }
 
-func digests(ctx context.Context, q querier, userID int64, since string) ([]Digest, error) {
-	rows, err := q.QueryContext(ctx, `SELECT id, day, content FROM memories
-		WHERE user_id = ? AND kind = 'digest' AND retired_at IS NULL AND day >= ? ORDER BY day DESC`, userID, since)
+func digests(ctx context.Context, q querier, userID int64, since string, withRetired bool) ([]Digest, error) {
+	rows, err := q.QueryContext(ctx, `SELECT id, day, content, coalesce(retired_at, '') FROM memories
+		WHERE user_id = ? AND kind = 'digest' AND (? OR retired_at IS NULL) AND day >= ? ORDER BY day DESC, id DESC`, userID, withRetired, since)
 	if err != nil {
 		return nil, fmt.Errorf("store: digests: %w", err)
 	}
@@ -108,9 +109,11 @@ func digests(ctx context.Context, q querier, userID int64, since string) ([]Dige
 	var out []Digest
 	for rows.Next() {
 		var d Digest
-		if err := rows.Scan(&d.ID, &d.Day, &d.Text); err != nil {
+		var retired string
+		if err := rows.Scan(&d.ID, &d.Day, &d.Text, &retired); err != nil {
 			return nil, fmt.Errorf("store: digests: %w", err)
 		}
+		d.RetiredAt = parseTS(retired)
 		out = append(out, d)
 	}
 	return out, rows.Err()
@@ -168,7 +171,7 @@ func (db *DB) ApplyMemory(ctx context.Context, c MemoryChange) error {
 
 func applyMemory(ctx context.Context, tx *sql.Tx, c *MemoryChange) error {
 	at := ts(c.At)
-	userID, err := upsertUser(ctx, tx, c.HardwareID, at)
+	userID, err := userRow(ctx, tx, c.HardwareID, at)
 	if err != nil {
 		return err
 	}
@@ -215,8 +218,8 @@ type DeviceMemory struct {
 	FirstSeen       time.Time
 	LastSeen        time.Time
 	MemoryClearedAt time.Time
-	Facts           []Fact // active and retired, oldest first
-	Digests         []Digest
+	Facts           []Fact   // active and retired, oldest first
+	Digests         []Digest // active and retired, newest first
 }
 
 // ExportMemory returns a device's whole memory; ErrUnknownDevice when the
@@ -238,7 +241,7 @@ func (db *DB) ExportMemory(ctx context.Context, hardwareID string) (DeviceMemory
 	if d.Facts, err = facts(ctx, db.r, userID, true); err != nil {
 		return d, err
 	}
-	d.Digests, err = digests(ctx, db.r, userID, "")
+	d.Digests, err = digests(ctx, db.r, userID, "", true)
 	return d, err
 }
 

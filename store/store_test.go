@@ -344,3 +344,37 @@ func TestPragmas(t *testing.T) {
 		}
 	}
 }
+
+// Forgetting retires facts and digests (the rows stay, exported as retired)
+// and does not count as the device being seen.
+func TestForgetAllRetiresAndKeepsRows(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	seen := time.Date(2026, 11, 1, 9, 0, 0, 0, time.UTC)
+	if err := db.SaveTurn(ctx, testTurn("HW", "s", seen)); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.ApplyMemory(ctx, MemoryChange{HardwareID: "HW", Add: []Fact{{Slot: "name", Text: "Anna"}}, Digest: &Digest{Day: "2026-11-01", Text: "asked the time"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.ForgetAll(ctx, "HW", "test"); err != nil {
+		t.Fatal(err)
+	}
+	exp, err := db.ExportMemory(ctx, "HW")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(exp.Facts) != 1 || exp.Facts[0].RetiredAt.IsZero() || len(exp.Digests) != 1 || exp.Digests[0].RetiredAt.IsZero() {
+		t.Fatalf("export after forget: %+v", exp)
+	}
+	if !exp.LastSeen.Equal(seen) || exp.MemoryClearedAt.IsZero() {
+		t.Errorf("last seen %v (want %v), memory cleared at %v", exp.LastSeen, seen, exp.MemoryClearedAt)
+	}
+	mem, err := db.Memory(ctx, "HW", MemoryQuery{RecentTurns: 5})
+	if err != nil || len(mem.Facts)+len(mem.Digests)+len(mem.Recent) != 0 {
+		t.Fatalf("memory after forget: %+v %v", mem, err)
+	}
+	if _, err := db.ExportMemory(ctx, "NOPE"); !errors.Is(err, ErrUnknownDevice) {
+		t.Errorf("unknown device: %v", err)
+	}
+}

@@ -156,6 +156,19 @@ func upsertUser(ctx context.Context, tx *sql.Tx, hardwareID, at string) (int64, 
 	return id, nil
 }
 
+// userRow returns the user's id without marking the device as seen (a
+// memory update or a forget from the CLI is not the device talking).
+func userRow(ctx context.Context, tx *sql.Tx, hardwareID, at string) (int64, error) {
+	var id int64
+	err := tx.QueryRowContext(ctx, `INSERT INTO users(hardware_id, created_at, last_seen_at) VALUES (?, ?, ?)
+		ON CONFLICT(hardware_id) DO UPDATE SET hardware_id = excluded.hardware_id
+		RETURNING id`, hardwareID, at, at).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("user: %w", err)
+	}
+	return id, nil
+}
+
 func insertUsage(ctx context.Context, tx *sql.Tx, u Usage) error {
 	if u.At.IsZero() {
 		u.At = time.Now()
