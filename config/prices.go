@@ -46,7 +46,8 @@ func ParsePrices(s string) (Prices, error) {
 		}
 		pin, err1 := strconv.ParseFloat(strings.TrimSpace(in), 64)
 		pout, err2 := strconv.ParseFloat(strings.TrimSpace(outp), 64)
-		if err1 != nil || err2 != nil || pin < 0 || pout < 0 || pin > 1e4 || pout > 1e4 {
+		// Written so NaN fails too: every comparison with NaN is false.
+		if err1 != nil || err2 != nil || !(pin >= 0 && pin <= 1e4) || !(pout >= 0 && pout <= 1e4) {
 			return nil, fmt.Errorf("%q: prices must be numbers from 0 to 10000 (USD per million tokens)", item)
 		}
 		if _, dup := out[model]; dup {
