@@ -651,7 +651,7 @@ func restoreError(err error, live string, rows int64) string {
 	var newer *store.NewerSchemaError
 	switch {
 	case errors.As(err, &inUse):
-		return fmt.Sprintf("the server is running (it holds %s); stop it first, then restore. Nothing was changed.", inUse.Path)
+		return fmt.Sprintf("the server is running, or another restore is (%s is held); stop it first, then restore. Nothing was changed.", inUse.Path)
 	case errors.Is(err, store.ErrLiveHasHistory):
 		what := fmt.Sprintf("holds %d history rows", rows)
 		if rows < 0 {

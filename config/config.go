@@ -144,7 +144,9 @@ type Limits struct {
 type Store struct {
 	// CommitTimeout is how long a finished turn waits for its record to be
 	// committed before its end_message goes out anyway (the record is still
-	// written; the wait is what makes an acknowledged turn durable).
+	// written; the wait is what makes an acknowledged turn durable). 0 = do
+	// not wait: end_message goes out at once, and a crash can lose the last
+	// turns.
 	CommitTimeout Duration `toml:"commit_timeout"`
 	// Queue bounds the records waiting for the writer; when full, a turn
 	// waits for room (nothing is dropped).

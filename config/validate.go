@@ -381,7 +381,7 @@ func (c *Config) validateStore() error {
 		return keyErr("usage.prices", "%v", err)
 	}
 	return firstErr([]error{
-		durIn("store.commit_timeout", s.CommitTimeout, 10*time.Millisecond, time.Minute),
+		durIn("store.commit_timeout", s.CommitTimeout, 0, time.Minute),
 		intIn("store.queue", s.Queue, 16, 1000000),
 		intIn("store.backup_keep", s.BackupKeep, 1, 10000),
 		bytesIn("store.audio_cache_bytes", s.AudioCacheBytes, 0, "", 64<<30, ""),

@@ -41,22 +41,25 @@ type memoryService struct {
 	slots  chan struct{}
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex
-	pending map[string][]memoryJob // per device, oldest first; a key exists while its worker runs
-	closed  bool
+	mu         sync.Mutex
+	pending    map[string][]memoryJob // per device, oldest first; a key exists while its worker runs
+	forgetting map[string]int         // per device: forget requests not yet committed
+	closed     bool
 }
 
 type memoryJob struct {
 	hardwareID, sessionID string
 	turn                  memory.Turn
+	forget                bool // the user asked to forget something
 }
 
 func newMemoryService(cfg *config.Config, log *slog.Logger, deps Deps) *memoryService {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &memoryService{store: deps.Store, cfg: cfg.Memory, log: log, now: time.Now, ctx: ctx, cancel: cancel,
-		slots: make(chan struct{}, memoryWorkers), pending: map[string][]memoryJob{}}
+		slots: make(chan struct{}, memoryWorkers), pending: map[string][]memoryJob{}, forgetting: map[string]int{}}
 	if cfg.Memory.Analyzer == "llm" && deps.LLM != nil {
 		m.analyzer = memory.NewAnalyzer(deps.LLM)
+		m.analyzer.Timeout = cfg.Memory.Timeout.Duration
 	}
 	return m
 }
@@ -66,6 +69,14 @@ func newMemoryService(cfg *config.Config, log *slog.Logger, deps Deps) *memorySe
 // a late answer.
 func (m *memoryService) load(ctx context.Context, hardwareID string) string {
 	if m.store == nil {
+		return ""
+	}
+	m.mu.Lock()
+	forgetting := m.forgetting[hardwareID] > 0
+	m.mu.Unlock()
+	if forgetting {
+		// Until the forget is committed the stored memory may still hold
+		// what the user asked to forget: answer without memory.
 		return ""
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.LoadTimeout.Duration)
@@ -105,6 +116,8 @@ func (m *memoryService) after(hardwareID, sessionID, prompt, answer string, at t
 		return
 	}
 	job := memoryJob{hardwareID: hardwareID, sessionID: sessionID, turn: memory.Turn{At: at, User: prompt, Assistant: answer}}
+	h := memory.Heuristic(job.turn)
+	job.forget = h.ForgetAll || len(h.Forget) > 0
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -112,9 +125,10 @@ func (m *memoryService) after(hardwareID, sessionID, prompt, answer string, at t
 	}
 	q, running := m.pending[hardwareID]
 	if len(q) >= memoryPendingPerDevice {
-		m.log.Warn("Memory analysis skipped: the device has too many waiting", "scope", "memory", "decision", "skipped",
-			"hardware_id", shortID(hardwareID), "pending", len(q))
-		q = q[1:]
+		q = m.dropOldest(q)
+	}
+	if job.forget {
+		m.forgetting[hardwareID]++
 	}
 	m.pending[hardwareID] = append(q, job)
 	if !running {
@@ -123,11 +137,23 @@ func (m *memoryService) after(hardwareID, sessionID, prompt, answer string, at t
 	}
 }
 
-// drain runs one device's analyses in order, then ends.
+// dropOldest makes room in a full queue by skipping its oldest analysis
+// that is not a request to forget: a forget is never skipped.
+func (m *memoryService) dropOldest(q []memoryJob) []memoryJob {
+	for i, j := range q {
+		if !j.forget {
+			m.log.Warn("Memory analysis skipped: the device has too many waiting", "scope", "memory", "decision", "skipped",
+				"hardware_id", shortID(j.hardwareID), "pending", len(q))
+			return append(q[:i:i], q[i+1:]...)
+		}
+	}
+	return q
+}
+
+// drain runs one device's analyses in order, then ends. It takes a worker
+// slot per analysis, so a chatty device cannot keep the others waiting.
 func (m *memoryService) drain(hardwareID string) {
 	defer m.wg.Done()
-	m.slots <- struct{}{}
-	defer func() { <-m.slots }()
 	for {
 		m.mu.Lock()
 		q := m.pending[hardwareID]
@@ -139,18 +165,27 @@ func (m *memoryService) drain(hardwareID string) {
 		job := q[0]
 		m.pending[hardwareID] = q[1:]
 		m.mu.Unlock()
+		m.slots <- struct{}{}
 		m.update(job)
+		<-m.slots
+		if job.forget {
+			m.mu.Lock()
+			if m.forgetting[hardwareID]--; m.forgetting[hardwareID] <= 0 {
+				delete(m.forgetting, hardwareID)
+			}
+			m.mu.Unlock()
+		}
 	}
 }
 
 // update analyzes one turn and writes what it changes.
 func (m *memoryService) update(job memoryJob) {
 	start := m.now()
-	// The store is read and written under their own deadline: at shutdown
+	// The store is read and written under their own deadlines: at shutdown
 	// the analysis is cut short (m.ctx), but what it found is still saved.
-	sctx, scancel := context.WithTimeout(context.Background(), memoryWriteTimeout)
-	defer scancel()
-	mem, err := m.store.Memory(sctx, job.hardwareID, m.query(start))
+	rctx, rcancel := context.WithTimeout(context.Background(), memoryWriteTimeout)
+	mem, err := m.store.Memory(rctx, job.hardwareID, m.query(start))
+	rcancel()
 	if err != nil {
 		// Without the current facts an update could duplicate or fail to
 		// retire them; the turn itself is recorded, so skip.
@@ -163,7 +198,9 @@ func (m *memoryService) update(job memoryJob) {
 	upd := m.analyze(ctx, snap, job)
 	cancel()
 	change := m.change(job, mem, upd, start)
-	if err := m.store.ApplyMemory(sctx, change); err != nil {
+	wctx, wcancel := context.WithTimeout(context.Background(), memoryWriteTimeout)
+	defer wcancel()
+	if err := m.store.ApplyMemory(wctx, change); err != nil {
 		m.log.Error("Memory update not saved", "scope", "memory", "decision", "update_failed",
 			"hardware_id", shortID(job.hardwareID), "error", err.Error())
 		return
@@ -197,7 +234,7 @@ func (m *memoryService) change(job memoryJob, mem store.Memory, upd memory.Updat
 	snap := snapshot(mem)
 	retire, add := memory.Plan(snap.Facts, upd)
 	forgot := upd.ForgetAll || len(upd.Forget) > 0
-	c := store.MemoryChange{HardwareID: job.hardwareID, At: now, Retire: retire, Reason: "replaced by a newer statement",
+	c := store.MemoryChange{HardwareID: job.hardwareID, At: m.now(), Basis: now, Retire: retire, Reason: "replaced by a newer statement",
 		ClearShortTerm: forgot, RetireDigests: upd.ForgetAll}
 	if forgot {
 		c.Reason = "forgotten at the user's request"

@@ -222,8 +222,8 @@ func TestStoreFailureKeepsServing(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkAnswer(t, msgs)
-	if !strings.Contains(h.log.String(), "decision=save_slow") {
-		t.Error("the unconfirmed turn record was not logged")
+	if !strings.Contains(h.log.String(), "decision=save_failed") {
+		t.Error("the lost turn record was not logged")
 	}
 }
 
@@ -271,4 +271,23 @@ func cacheLen(h *harness) int {
 		return -1
 	}
 	return h.cache.Len()
+}
+
+// store.commit_timeout = 0: end_message does not wait for the commit; the
+// record is still written.
+func TestCommitTimeoutZeroOnlyQueues(t *testing.T) {
+	fake := llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "Quick answer here."}`}})
+	cfg := testConfig(t, "openai", fake.URL, newSpeechFake(t).URL)
+	cfg.Store.CommitTimeout.Duration = 0
+	h := startServer(t, cfg)
+	msgs, err := h.call(t, commitReq(newSession(), "hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAnswer(t, msgs)
+	db := readDB(t, h)
+	waitFor(t, "the queued record", func() bool { return len(storedTurns(t, db)) == 1 })
+	if r := storedTurns(t, db)[0]; r.status != store.StatusComplete || r.response != "Quick answer here." {
+		t.Errorf("stored %+v", r)
+	}
 }

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"image"
 	_ "image/jpeg" // DecodeConfig for screenshot dimensions
 	_ "image/png"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	_ "golang.org/x/image/webp"
@@ -25,6 +27,8 @@ type Store interface {
 	SaveTurn(ctx context.Context, t store.Turn) error
 	// QueueTurn records a turn without waiting for the commit.
 	QueueTurn(ctx context.Context, t store.Turn) error
+	// AmendTurn corrects a turn recorded as complete that did not end.
+	AmendTurn(ctx context.Context, t store.Turn) error
 	// RecordUsage records token usage and returns once it is committed.
 	RecordUsage(ctx context.Context, u store.Usage) error
 	// Memory loads what is known about a device.
@@ -34,20 +38,31 @@ type Store interface {
 }
 
 // sentLog collects the text and action that Send actually accepted, for the
-// record of a turn that did not finish. Only the sender goroutine writes it,
-// and it is read after the outbox has finished.
+// record of a turn that did not finish. The sender goroutine writes it; a
+// Send blocked on a client that stopped reading can still succeed after the
+// outbox has given up on it, so reads take the lock too.
 type sentLog struct {
+	mu     sync.Mutex
 	text   strings.Builder
 	action string
 }
 
 func (l *sentLog) add(m *pb.StreamResponse) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if s := m.GetTextChunk(); s != "" {
 		l.text.WriteString(s)
 	}
 	if a := m.GetActionMessage(); a != nil {
 		l.action = a.GetActionJson()
 	}
+}
+
+// snapshot is what has been sent so far.
+func (l *sentLog) snapshot() (text, action string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.text.String(), l.action
 }
 
 // record is the turn as it will be stored.
@@ -74,33 +89,50 @@ func (t *turn) record(status, errorKind, response, action string) store.Turn {
 func dur(ns int64) time.Duration { return time.Duration(ns) }
 
 // saveComplete records a finished turn before its end_message: a turn the
-// client saw end is on disk. It waits at most store.commit_timeout; past
-// that the record is still written, and the answer is not held longer.
+// client saw end is on disk. It waits at most store.commit_timeout (after
+// the last audio, so the user hears nothing later); past that the record is
+// still written, and the answer is not held longer. A commit_timeout of 0
+// only queues the record: end_message never waits, and a crash can lose the
+// last turns.
 func (t *turn) saveComplete() {
 	s := t.svc
 	if s.store == nil {
 		return
 	}
-	t.saved = true
 	action := ""
 	if t.action != nil && s.forwardActions() {
 		action, _ = t.action.WireJSON(t.in.sessionID)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Store.CommitTimeout.Duration)
+	rec := t.record(store.StatusComplete, "", t.queuedText.String(), action)
+	wait := s.cfg.Store.CommitTimeout.Duration
+	save := s.store.SaveTurn
+	if wait == 0 { // the operator chose not to wait: queued only
+		wait, save = time.Second, s.store.QueueTurn
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	start := time.Now()
-	err := s.store.SaveTurn(ctx, t.record(store.StatusComplete, "", t.queuedText.String(), action))
+	err := save(ctx, rec)
 	t.saveWait = time.Since(start)
-	if err != nil {
-		s.log.Error("Turn record not confirmed before end_message", "scope", "store", "method", "StreamAudio", "decision", "save_slow",
+	switch {
+	case err == nil:
+		t.saved = true
+	case errors.Is(err, store.ErrNotConfirmed):
+		t.saved = true // queued: it will be written
+		s.log.Warn("Turn record not committed before end_message; it is still queued", "scope", "store", "method", "StreamAudio",
+			"decision", "save_slow", "session_id", t.in.sessionID, "hardware_id", shortID(t.in.hardwareID), "error", err.Error())
+	default:
+		s.log.Error("Turn record lost: the store did not take it", "scope", "store", "method", "StreamAudio", "decision", "save_failed",
 			"session_id", t.in.sessionID, "hardware_id", shortID(t.in.hardwareID), "error", err.Error())
 	}
 }
 
 // saveUnfinished queues the record of an interrupted or failed turn, with
-// what was actually sent. Nobody waits for this commit.
+// what was actually sent; a turn already recorded as complete (its end was
+// cancelled or failed after the commit) is amended. Nobody waits for this
+// commit.
 func (s *service) saveUnfinished(t *turn, sent *sentLog, te *turnError) {
-	if s.store == nil || t.saved {
+	if s.store == nil {
 		return
 	}
 	status := store.StatusFailed
@@ -109,7 +141,12 @@ func (s *service) saveUnfinished(t *turn, sent *sentLog, te *turnError) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Store.CommitTimeout.Duration)
 	defer cancel()
-	if err := s.store.QueueTurn(ctx, t.record(status, te.kind, sent.text.String(), sent.action)); err != nil {
+	text, action := sent.snapshot()
+	save := s.store.QueueTurn
+	if t.saved {
+		save = s.store.AmendTurn
+	}
+	if err := save(ctx, t.record(status, te.kind, text, action)); err != nil {
 		s.log.Error("Turn record lost: the store did not take it", "scope", "store", "method", "StreamAudio", "decision", "save_failed",
 			"session_id", t.in.sessionID, "hardware_id", shortID(t.in.hardwareID), "error", err.Error())
 	}

@@ -154,8 +154,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.shutdown()
 	stopSweep()
 	wg.Wait()
-	// Every turn has ended; let the memory analyses write what they found.
+	// Every turn has ended; let the memory analyses write what they found,
+	// and the phrase cache its last entries, before main closes the stores.
 	s.svc.memory.close()
+	s.svc.speech.wait()
 	return err
 }
 

@@ -143,7 +143,8 @@ func (s *service) commitPhase(req *pb.StreamRequest, mime string, stream grpc.Se
 	te := classify(ctx, err)
 	s.saveUnfinished(t, &sent, te)
 	// What the user said still counts ("my name is…" then an interrupt).
-	s.memory.after(hw, sid, prompt, sent.text.String(), start)
+	text, _ := sent.snapshot()
+	s.memory.after(hw, sid, prompt, text, start)
 	if ended && !out.sentAny() {
 		// The sender has ended, so this goroutine may send; nothing went
 		// out before, so flow control cannot hold this one message.

@@ -13,6 +13,14 @@ import (
 // client asks it for its own fixed phrases (welcome, limits, fallbacks).
 type speech struct {
 	turn, welcome tts.Synthesizer
+	cached        []*tts.Cached
+}
+
+// wait lets the cache writes in progress finish, before the cache closes.
+func (s speech) wait() {
+	for _, c := range s.cached {
+		c.Wait()
+	}
 }
 
 func newSpeech(cfg *config.Config, deps Deps) speech {
@@ -25,8 +33,7 @@ func newSpeech(cfg *config.Config, deps Deps) speech {
 	}
 	// One cached phrase is at most as long as the longest welcome audio.
 	maxEntry := cfg.TTS.MaxWelcomeSeconds * audio.SampleRate * 2
-	return speech{
-		turn:    tts.NewCached(deps.TTS, deps.AudioCache, cfg.TTS.Voice, func(r tts.Request) bool { return fixed[r.Text] }, maxEntry),
-		welcome: tts.NewCached(deps.TTS, deps.AudioCache, cfg.TTS.Voice, nil, maxEntry),
-	}
+	turn := tts.NewCached(deps.TTS, deps.AudioCache, cfg.TTS.Voice, func(r tts.Request) bool { return fixed[r.Text] }, maxEntry)
+	welcome := tts.NewCached(deps.TTS, deps.AudioCache, cfg.TTS.Voice, nil, maxEntry)
+	return speech{turn: turn, welcome: welcome, cached: []*tts.Cached{turn, welcome}}
 }

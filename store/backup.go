@@ -641,7 +641,7 @@ type InUseError struct {
 }
 
 func (e *InUseError) Error() string {
-	return fmt.Sprintf("store: %s is locked by another process: the server is running; stop it first", e.Path)
+	return fmt.Sprintf("store: %s is locked by another nexy process (a running server, or a restore in progress); stop it first", e.Path)
 }
 
 // RestoreOptions tune Restore.
@@ -720,7 +720,9 @@ func liveRows(ctx context.Context, live string) (int64, error) {
 	if st.Size() == 0 {
 		return 0, nil
 	}
-	q, err := openConn(live, time.Second, 1)
+	// Read-only and without the store's pragmas: the check must not change
+	// the live file (no checkpoint, no journal rollback).
+	q, err := sql.Open("sqlite", "file:"+live+"?mode=ro&_pragma=busy_timeout(1000)")
 	if err != nil {
 		return -1, nil
 	}
@@ -784,8 +786,16 @@ func setAside(ctx context.Context, live, kept string) ([]string, error) {
 		_, _ = q.ExecContext(ctx, "PRAGMA wal_checkpoint(RESTART)")
 		q.Close()
 	}
-	var moved []string
-	for _, suffix := range []string{"", "-wal", "-shm"} {
+	// The main file is kept by a hard link, so the live name always exists
+	// and the restored copy replaces it in one atomic rename: a crash in
+	// between leaves the old database, never none (serve would create an
+	// empty one). Its -wal/-shm move aside: a WAL left beside the restored
+	// file would be replayed into it.
+	if err := os.Link(live, kept); err != nil {
+		return nil, fmt.Errorf("store: restore: keep the old database: %w", err)
+	}
+	moved := []string{kept}
+	for _, suffix := range []string{"-wal", "-shm", "-journal"} {
 		if !exists(live + suffix) {
 			continue
 		}

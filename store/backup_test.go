@@ -296,7 +296,7 @@ func TestRestoreRefusedWhileDataDirLocked(t *testing.T) {
 		t.Fatalf("second lock: %v", err)
 	}
 	_, err = Restore(ctx, res.Path, filepath.Join(data, FileName), RestoreOptions{Force: true})
-	if !errors.As(err, &inUse) || !strings.Contains(err.Error(), "the server is running; stop it first") {
+	if !errors.As(err, &inUse) || !strings.Contains(err.Error(), "a running server, or a restore in progress") {
 		t.Fatalf("restore while locked: %v", err)
 	}
 	if exists(filepath.Join(data, FileName)) {

@@ -147,12 +147,18 @@ func recentTurns(ctx context.Context, q querier, userID int64, since string, n i
 type MemoryChange struct {
 	HardwareID string
 	At         time.Time
+	// Basis is when the memory this change was computed from was read. If
+	// the device's memory was cleared after it (a forget from the CLI or a
+	// later turn), the change adds nothing: it would bring back what was
+	// forgotten. Zero = no check.
+	Basis time.Time
 	Retire     []int64 // fact ids to retire
 	Reason     string  // why they are retired ("forgotten by the user", "replaced")
 	// ClearShortTerm: earlier turns stop being short-term memory (after a
 	// "forget": they may quote what was forgotten).
 	ClearShortTerm bool
 	RetireDigests  bool // retire every digest too ("forget everything")
+	RetireFacts    bool // retire every fact, whatever Retire lists
 	Add            []Fact
 	Digest         *Digest // today's digest, replacing the day's text
 	Usage          *Usage  // the analyzer's tokens
@@ -175,16 +181,28 @@ func applyMemory(ctx context.Context, tx *sql.Tx, c *MemoryChange) error {
 	if err != nil {
 		return err
 	}
+	if !c.Basis.IsZero() {
+		var cleared sql.NullString
+		if err := tx.QueryRowContext(ctx, `SELECT memory_cleared_at FROM users WHERE id = ?`, userID).Scan(&cleared); err != nil {
+			return fmt.Errorf("memory cleared: %w", err)
+		}
+		if cleared.Valid && cleared.String > ts(c.Basis) {
+			c.Add, c.Digest = nil, nil
+		}
+	}
 	for _, id := range c.Retire {
 		if _, err := tx.ExecContext(ctx, `UPDATE memories SET retired_at = ?, retired_reason = ?, updated_at = ?
 			WHERE id = ? AND user_id = ? AND retired_at IS NULL`, at, c.Reason, at, id, userID); err != nil {
 			return fmt.Errorf("retire fact: %w", err)
 		}
 	}
-	if c.RetireDigests {
+	for kind, all := range map[string]bool{"digest": c.RetireDigests, "fact": c.RetireFacts} {
+		if !all {
+			continue
+		}
 		if _, err := tx.ExecContext(ctx, `UPDATE memories SET retired_at = ?, retired_reason = ?, updated_at = ?
-			WHERE user_id = ? AND kind = 'digest' AND retired_at IS NULL`, at, c.Reason, at, userID); err != nil {
-			return fmt.Errorf("retire digests: %w", err)
+			WHERE user_id = ? AND kind = ? AND retired_at IS NULL`, at, c.Reason, at, userID, kind); err != nil {
+			return fmt.Errorf("retire %ss: %w", kind, err)
 		}
 	}
 	if c.ClearShortTerm {
@@ -248,15 +266,8 @@ func (db *DB) ExportMemory(ctx context.Context, hardwareID string) (DeviceMemory
 // ForgetAll retires every fact and digest of a device and ends its
 // short-term memory; the rows stay (SPEC §7: retire, never delete).
 func (db *DB) ForgetAll(ctx context.Context, hardwareID, reason string) error {
-	mem, err := db.ExportMemory(ctx, hardwareID)
-	if err != nil {
-		return err
+	if _, err := db.ExportMemory(ctx, hardwareID); err != nil {
+		return err // ErrUnknownDevice
 	}
-	c := MemoryChange{HardwareID: hardwareID, Reason: reason, ClearShortTerm: true, RetireDigests: true}
-	for _, f := range mem.Facts {
-		if f.RetiredAt.IsZero() {
-			c.Retire = append(c.Retire, f.ID)
-		}
-	}
-	return db.ApplyMemory(ctx, c)
+	return db.ApplyMemory(ctx, MemoryChange{HardwareID: hardwareID, Reason: reason, ClearShortTerm: true, RetireDigests: true, RetireFacts: true})
 }

@@ -21,7 +21,7 @@ import (
 	"strings"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	_ "modernc.org/sqlite" // registers the "sqlite" driver (writer.go also uses its error type)
 )
 
 // FileName is the database file inside server.data_dir.
@@ -80,8 +80,17 @@ type DB struct {
 	log    *slog.Logger
 }
 
-// ErrClosed is returned for work submitted after Close.
-var ErrClosed = errors.New("store: closed")
+// Errors of work submitted to the writer.
+var (
+	// ErrClosed: submitted after Close; nothing was written.
+	ErrClosed = errors.New("store: closed")
+	// ErrNotQueued: the caller's deadline ended while the writer's queue was
+	// full; nothing will be written.
+	ErrNotQueued = errors.New("not queued")
+	// ErrNotConfirmed: queued, so it will still be written, but the commit
+	// did not happen within the caller's deadline.
+	ErrNotConfirmed = errors.New("commit not confirmed in time")
+)
 
 // Open opens (creating if needed) the database at path, applies the embedded
 // migrations, checks the delete guards, and starts the writer. It refuses a

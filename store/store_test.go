@@ -378,3 +378,72 @@ func TestForgetAllRetiresAndKeepsRows(t *testing.T) {
 		t.Errorf("unknown device: %v", err)
 	}
 }
+
+// A memory update computed before a forget adds nothing after it: it would
+// bring back what was forgotten.
+func TestMemoryChangeFromBeforeAForgetAddsNothing(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	basis := time.Now()
+	if err := db.SaveTurn(ctx, testTurn("HW", "s", basis)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Millisecond) // stored times have millisecond precision
+	if err := db.ForgetAll(ctx, "HW", "test"); err != nil {
+		t.Fatal(err)
+	}
+	stale := MemoryChange{HardwareID: "HW", Basis: basis, Add: []Fact{{Slot: "name", Text: "Anna"}}, Digest: &Digest{Day: "2026-12-01", Text: "Anna said hi"}}
+	if err := db.ApplyMemory(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+	exp, _ := db.ExportMemory(ctx, "HW")
+	if len(exp.Facts)+len(exp.Digests) != 0 {
+		t.Fatalf("a stale update brought memory back: %+v", exp)
+	}
+	stale.Basis = time.Now()
+	if err := db.ApplyMemory(ctx, stale); err != nil {
+		t.Fatal(err)
+	}
+	if exp, _ = db.ExportMemory(ctx, "HW"); len(exp.Facts) != 1 {
+		t.Fatalf("an update after the forget was not applied: %+v", exp)
+	}
+}
+
+func TestAmendTurn(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	turn := testTurn("HW", "s", time.Now())
+	if err := db.SaveTurn(ctx, turn); err != nil {
+		t.Fatal(err)
+	}
+	turn.Status, turn.ErrorKind, turn.Response = StatusInterrupted, "cancelled_by_user", "It is"
+	if err := db.AmendTurn(ctx, turn); err != nil {
+		t.Fatal(err)
+	}
+	db.Close() // flushes the queued amendment
+	db = reopen(t, db.Path())
+	var status, kind, resp, session string
+	err := db.r.QueryRow(`SELECT a.status, a.error_kind, a.response, s.status FROM llm_answers a JOIN commands c ON c.id = a.command_id JOIN sessions s ON s.id = c.session_id`).
+		Scan(&status, &kind, &resp, &session)
+	if err != nil || status != StatusInterrupted || kind != "cancelled_by_user" || resp != "It is" || session != StatusInterrupted {
+		t.Fatalf("amended turn: %q %q %q %q %v", status, kind, resp, session, err)
+	}
+}
+
+// A record whose caller's deadline has already passed is never queued, so
+// the caller knows it was not written.
+func TestExpiredContextIsNotQueued(t *testing.T) {
+	db := openTest(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 50 { // select would pick the ready queue half the time
+		if err := db.SaveTurn(ctx, testTurn("HW", "s", time.Now())); !errors.Is(err, ErrNotQueued) {
+			t.Fatalf("save with an ended context: %v", err)
+		}
+	}
+	db.Close()
+	db = reopen(t, db.Path())
+	if n, _ := db.Counts(context.Background()); n["llm_answers"] != 0 {
+		t.Errorf("%d turns written with an ended context", n["llm_answers"])
+	}
+}

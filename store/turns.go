@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -90,6 +91,37 @@ func (db *DB) QueueTurn(ctx context.Context, t Turn) error {
 		return fmt.Errorf("store: save turn: %w", err)
 	}
 	return db.writer.submit(ctx, job{what: "save turn", fn: func(ctx context.Context, tx *sql.Tx) error { return insertTurn(ctx, tx, &t) }})
+}
+
+// AmendTurn corrects the outcome of a turn recorded as complete whose end
+// never reached the client (it was cancelled or failed after its record was
+// committed): its status, error kind, and the text and action actually
+// sent. The turn is found by device, session and start time; it is queued
+// after the record it corrects, and nobody waits for the commit.
+func (db *DB) AmendTurn(ctx context.Context, t Turn) error {
+	if err := t.check(); err != nil {
+		return fmt.Errorf("store: amend turn: %w", err)
+	}
+	return db.writer.submit(ctx, job{what: "amend turn", fn: func(ctx context.Context, tx *sql.Tx) error { return amendTurn(ctx, tx, &t) }})
+}
+
+func amendTurn(ctx context.Context, tx *sql.Tx, t *Turn) error {
+	var commandID, sessionID int64
+	err := tx.QueryRowContext(ctx, `SELECT c.id, c.session_id FROM commands c JOIN users u ON u.id = c.user_id JOIN sessions s ON s.id = c.session_id
+		WHERE u.hardware_id = ? AND s.session_id = ? AND c.created_at = ? ORDER BY c.id DESC LIMIT 1`,
+		t.HardwareID, t.SessionID, ts(t.At)).Scan(&commandID, &sessionID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("no recorded turn to amend (its record failed)")
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE llm_answers SET status = ?, error_kind = ?, response = ?, action = ? WHERE command_id = ?`,
+		t.Status, nullString(t.ErrorKind), t.Response, nullString(t.Action), commandID); err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE sessions SET status = ? WHERE id = ?`, t.Status, sessionID)
+	return err
 }
 
 // RecordUsage records token usage and returns once it is committed.

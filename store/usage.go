@@ -40,7 +40,7 @@ func (db *DB) UsageReport(ctx context.Context, since time.Time, device string) (
 // KnownDevice reports whether any turn or usage was recorded for a device.
 func (db *DB) KnownDevice(ctx context.Context, hardwareID string) (bool, error) {
 	var n int
-	err := db.r.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM users WHERE hardware_id = ?) + (SELECT count(*) FROM token_usage WHERE hardware_id = ? LIMIT 1)`,
+	err := db.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM users WHERE hardware_id = ?) OR EXISTS (SELECT 1 FROM token_usage WHERE hardware_id = ?)`,
 		hardwareID, hardwareID).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("store: device: %w", err)

@@ -3,9 +3,13 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // job is one record for the writer: fn writes it inside the batch's
@@ -47,11 +51,16 @@ func (w *writer) submit(ctx context.Context, j job) error {
 	if w.closed {
 		return ErrClosed
 	}
+	// select picks at random among ready cases: without this, a record
+	// whose context has already ended would sometimes be queued anyway.
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("store: %s: %w: %w", j.what, ErrNotQueued, context.Cause(ctx))
+	}
 	select {
 	case w.queue <- j:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("store: %s: not queued: %w", j.what, context.Cause(ctx))
+		return fmt.Errorf("store: %s: %w: %w", j.what, ErrNotQueued, context.Cause(ctx))
 	}
 }
 
@@ -67,7 +76,7 @@ func (w *writer) do(ctx context.Context, what string, fn func(context.Context, *
 	case <-ctx.Done():
 		// Still queued or being written: it will be committed; the caller
 		// just stops waiting.
-		return fmt.Errorf("store: %s: commit not confirmed: %w", what, context.Cause(ctx))
+		return fmt.Errorf("store: %s: %w: %w", what, ErrNotConfirmed, context.Cause(ctx))
 	}
 }
 
@@ -107,12 +116,18 @@ func (w *writer) run() {
 func (w *writer) commit(batch []job) {
 	ctx := context.Background()
 	errs := make([]error, len(batch))
-	tx, err := w.db.BeginTx(ctx, nil)
+	tx, err := w.begin(ctx)
 	if err == nil {
 		for i, j := range batch {
-			errs[i] = inSavepoint(ctx, tx, j.fn)
+			if errs[i], err = inSavepoint(ctx, tx, j.fn); err != nil {
+				break // the transaction is unusable: the whole batch fails
+			}
 		}
-		err = tx.Commit()
+		if err == nil {
+			err = tx.Commit()
+		} else {
+			_ = tx.Rollback()
+		}
 	}
 	for i, j := range batch {
 		e := errs[i]
@@ -129,15 +144,36 @@ func (w *writer) commit(batch []job) {
 	}
 }
 
-func inSavepoint(ctx context.Context, tx *sql.Tx, fn func(context.Context, *sql.Tx) error) error {
+// begin starts the batch's transaction. BEGIN IMMEDIATE already waits
+// busy_timeout for another process's write lock (a CLI command); a lock held
+// longer than that is tried twice more before the batch fails.
+func (w *writer) begin(ctx context.Context) (*sql.Tx, error) {
+	for attempt := 0; ; attempt++ {
+		tx, err := w.db.BeginTx(ctx, nil)
+		var se *sqlite.Error
+		if err == nil || attempt == 2 || !errors.As(err, &se) || se.Code()&0xff != sqlite3.SQLITE_BUSY {
+			return tx, err
+		}
+		w.log.Warn("The database is locked by another process; retrying", "scope", "store", "decision", "busy", "attempt", attempt+1)
+	}
+}
+
+// inSavepoint runs one record in its own savepoint: recErr is the record's
+// own failure (rolled back alone); txErr means the transaction itself is
+// broken and the batch must not go on.
+func inSavepoint(ctx context.Context, tx *sql.Tx, fn func(context.Context, *sql.Tx) error) (recErr, txErr error) {
 	if _, err := tx.ExecContext(ctx, "SAVEPOINT rec"); err != nil {
-		return err
+		return err, err
 	}
 	if err := fn(ctx, tx); err != nil {
-		_, _ = tx.ExecContext(ctx, "ROLLBACK TO rec")
-		_, _ = tx.ExecContext(ctx, "RELEASE rec")
-		return err
+		if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO rec"); rerr != nil {
+			return err, rerr
+		}
+		if _, rerr := tx.ExecContext(ctx, "RELEASE rec"); rerr != nil {
+			return err, rerr
+		}
+		return err, nil
 	}
 	_, err := tx.ExecContext(ctx, "RELEASE rec")
-	return err
+	return err, err
 }

@@ -61,6 +61,10 @@ func NewCached(s Synthesizer, c Cache, defaultVoice string, keep func(Request) b
 // Name returns the wrapped provider's name: the cache is not a provider.
 func (c *Cached) Name() string { return c.inner.Name() }
 
+// Wait returns once the cache writes started so far have ended; the owner
+// calls it before closing the Cache, so no write outlives it.
+func (c *Cached) Wait() { c.stores.Wait() }
+
 // Stats returns the counts so far.
 func (c *Cached) Stats() CacheStats {
 	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), StoreErrors: c.storeErrors.Load()}
