@@ -151,9 +151,9 @@ type MemoryChange struct {
 	// the device's memory was cleared after it (a forget from the CLI or a
 	// later turn), the change adds nothing: it would bring back what was
 	// forgotten. Zero = no check.
-	Basis time.Time
-	Retire     []int64 // fact ids to retire
-	Reason     string  // why they are retired ("forgotten by the user", "replaced")
+	Basis  time.Time
+	Retire []int64 // fact ids to retire
+	Reason string  // why they are retired ("forgotten by the user", "replaced")
 	// ClearShortTerm: earlier turns stop being short-term memory (after a
 	// "forget": they may quote what was forgotten).
 	ClearShortTerm bool
