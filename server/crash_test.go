@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -36,9 +37,10 @@ func TestCrashKeepsAcknowledgedTurns(t *testing.T) {
 	defer conn.Close()
 	client := pb.NewStreamingServiceClient(conn)
 
-	const clients, maxTurns = 8, 40 // bounded: each client stops by itself
+	const clients, maxTurns = 32, 20 // bounded: each client stops by itself
 	var mu sync.Mutex
 	var acked []string
+	var killOnce sync.Once
 	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -49,21 +51,26 @@ func TestCrashKeepsAcknowledgedTurns(t *testing.T) {
 			hw := fmt.Sprintf("CRASH-DEVICE-%02d", i)
 			for range maxTurns {
 				sid := newSession()
-				req := commitReq(sid, "remember the milk")
+				req := commitReq(sid, strings.Repeat("remember the milk and the bread. ", 200)) // large records: deeper write batches
 				req.HardwareId = hw
 				if !endReceived(ctx, client, req) {
 					return // the server is gone
 				}
 				mu.Lock()
 				acked = append(acked, sid)
+				n := len(acked)
 				mu.Unlock()
+				if n >= 3*clients {
+					// Kill the moment an end_message arrives, while the
+					// other clients are mid-turn: a record not yet
+					// committed at this instant would be lost.
+					killOnce.Do(c.kill)
+				}
 			}
 		}()
 	}
-	// Kill mid-load: once some turns are acknowledged, while others run.
-	waitFor(t, "turns to be acknowledged", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 3*clients })
-	c.kill()
 	wg.Wait()
+	killOnce.Do(c.kill) // every client stopped by itself (maxTurns): still crash it
 
 	db, err := store.Open(filepath.Join(c.dataDir, store.FileName), store.Options{})
 	if err != nil {
