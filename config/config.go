@@ -5,6 +5,7 @@ package config
 
 import (
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -23,6 +24,8 @@ type Config struct {
 	Store        Store        `toml:"store"`
 	Memory       Memory       `toml:"memory"`
 	Usage        Usage        `toml:"usage"`
+	Updates      Updates      `toml:"updates"`
+	Metrics      Metrics      `toml:"metrics"`
 	Log          Log          `toml:"log"`
 }
 
@@ -38,11 +41,31 @@ type Listen struct {
 	Address          string `toml:"address"`
 	HTTPPlain        string `toml:"http_plain"`
 	AllowPublicPlain bool   `toml:"allow_public_plain"`
+	// HTTPRedirect is the plaintext port that answers ACME HTTP-01
+	// challenges and redirects everything else to HTTPS ("" = off).
+	HTTPRedirect string `toml:"http_redirect"`
 }
 
-// TLS selects how the public listener gets its certificate.
+// TLS selects how the public listener (listen.address) gets its certificate.
 type TLS struct {
 	Mode string `toml:"mode"`
+	// Domains the certificate is for, comma-separated (acme: required;
+	// self-signed: added to localhost and the machine's addresses).
+	Domains string `toml:"domains"`
+	// Email is the ACME account contact (expiry notices).
+	Email string `toml:"email"`
+	// CAURL is the ACME directory; "" = Let's Encrypt.
+	CAURL string `toml:"ca_url"`
+	// CARoots is a PEM file of roots that sign the ACME server's own HTTPS
+	// certificate (a local ACME server); "" = the system roots.
+	CARoots string `toml:"ca_roots"`
+	// CertFile and KeyFile are the PEM files of mode "files", reloaded when
+	// they change and on SIGHUP.
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+	// AllowPlaintextPublic lets mode "off" serve listen.address on a
+	// non-loopback address (behind your own TLS proxy).
+	AllowPlaintextPublic bool `toml:"allow_plaintext_public"`
 }
 
 // LLM configures the main language model.
@@ -184,6 +207,24 @@ type Usage struct {
 	Prices string `toml:"prices"`
 }
 
+// Updates configures the app's Sparkle update feed.
+type Updates struct {
+	// Dir holds the release manifests and downloads; "" = <server.data_dir>/updates.
+	Dir string `toml:"dir"`
+	// PublicURL is the feed's base URL in the appcast's links, e.g.
+	// "https://nexy.example.com"; "" = the scheme and host of each request.
+	PublicURL string `toml:"public_url"`
+	// BetaEnabled serves /updates/appcast-beta.xml; off, it answers 404.
+	BetaEnabled bool `toml:"beta_enabled"`
+}
+
+// Metrics configures observability.
+type Metrics struct {
+	// SummaryInterval is how often the log gets a metrics summary line
+	// (also written at shutdown); 0 = only at shutdown.
+	SummaryInterval Duration `toml:"summary_interval"`
+}
+
 // Log configures the structured log.
 type Log struct {
 	Level  string `toml:"level"`
@@ -236,19 +277,41 @@ func Default(profile string) Config {
 		},
 		Store:  Store{CommitTimeout: dur(2 * time.Second), Queue: 1024, BackupKeep: 14, AudioCacheBytes: 64 << 20},
 		Memory: Memory{Analyzer: "llm", Timeout: dur(15 * time.Second), LoadTimeout: dur(300 * time.Millisecond), RecentTurns: 6, RecentWindow: dur(24 * time.Hour), DigestDays: 30},
-		Usage:  Usage{Prices: DefaultPrices},
+		Usage:   Usage{Prices: DefaultPrices},
+		Updates: Updates{BetaEnabled: true},
+		Metrics: Metrics{SummaryInterval: dur(60 * time.Second)},
 		Log:    Log{Level: "info", Format: "text"},
 	}
 	if profile == "prod" {
 		c.Server.Profile = "prod"
 		c.Server.DataDir = "/var/lib/nexy"
-		c.Listen = Listen{Address: ":443"}
+		c.Listen = Listen{Address: ":443", HTTPRedirect: ":80"}
 		c.TLS.Mode = "acme"
 		c.Limits.MaxConcurrentStreams = 200
 		c.Limits.MaxRatePerSecond = 1
 		c.Limits.RequestBytesInFlight = 256 << 20
 	}
 	return c
+}
+
+// UpdatesDirectory is where release manifests and downloads live:
+// updates.dir, else <server.data_dir>/updates.
+func (c *Config) UpdatesDirectory() string {
+	if c.Updates.Dir != "" {
+		return c.Updates.Dir
+	}
+	return filepath.Join(c.Server.DataDir, "updates")
+}
+
+// TLSDomains is tls.domains as a list.
+func (c *Config) TLSDomains() []string {
+	var out []string
+	for _, d := range strings.Split(c.TLS.Domains, ",") {
+		if d = strings.TrimSpace(d); d != "" {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // BackupDirectory is where backups go: store.backup_dir, else

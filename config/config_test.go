@@ -135,7 +135,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"", "NEXY_TTS_PROVIDER=azure", "tts.region"},
 		{"", "NEXY_TTS_LOOKAHEAD=0", "tts.lookahead"},
 		{"", "NEXY_LISTEN_GRPC_PLAIN=0.0.0.0:50051", "listen.grpc_plain"},
-		{"", "NEXY_TLS_MODE=acme", "tls.mode"},
+		{"", "NEXY_TLS_MODE=letsencrypt", "tls.mode"},
+		{"", "NEXY_LISTEN_ADDRESS=:8443\nNEXY_TLS_MODE=acme", "tls.domains"},
 		{"", "NEXY_SERVER_PROFILE=staging", "server.profile"},
 		{"", "NEXY_LOG_LEVEL=loud", "log.level"},
 	}
@@ -147,7 +148,7 @@ func TestErrorsNameTheKey(t *testing.T) {
 		}
 		var env []string
 		if c.env != "" {
-			env = []string{c.env}
+			env = strings.Split(c.env, "\n")
 		}
 		t.Chdir(dir)
 		_, err := Load(path, env)
@@ -265,9 +266,9 @@ func TestAbuseLimitDefaults(t *testing.T) {
 			t.Errorf("%s limits: %+v", profile, l)
 		}
 	}
-	// The prod defaults validate once TLS is left to a proxy (SPEC §9 note in nexy.toml).
+	// The prod defaults validate once the domain is set (acme needs it).
 	c := Default("prod")
-	c.TLS.Mode, c.Listen.Address, c.Listen.GRPCPlain = "off", "", "127.0.0.1:50051"
+	c.TLS.Domains = "nexy.example.com"
 	if err := c.Validate(); err != nil {
 		t.Errorf("prod defaults: %v", err)
 	}

@@ -19,10 +19,19 @@ import (
 // checked here with the providers' own rules, so a valid configuration is one
 // every provider constructor accepts.
 func (c *Config) Validate() error {
-	checks := []func() error{c.validateServer, c.validateListen, c.validateLLM, c.validateTTS, c.validateSpeech, c.validateLimits, c.validateStore, c.validateMemory, c.validateLog}
+	checks := []func() error{c.validateServer, c.validateListen, c.validateLLM, c.validateTTS, c.validateSpeech, c.validateLimits, c.validateStore, c.validateMemory, c.validateUpdates, c.validateLog}
 	for _, check := range checks {
 		if err := check(); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateUpdates() error {
+	if p := c.Updates.PublicURL; p != "" {
+		if u, err := url.Parse(p); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return keyErr("updates.public_url", "%q is not a base URL like \"https://nexy.example.com\"", p)
 		}
 	}
 	return nil
@@ -42,23 +51,63 @@ func (c *Config) validateListen() error {
 	if err := oneOf("tls.mode", c.TLS.Mode, "acme", "files", "self-signed", "off"); err != nil {
 		return err
 	}
-	if c.TLS.Mode != "off" || c.Listen.Address != "" {
-		return keyErr("tls.mode", "TLS termination (listen.address with tls.mode %q) is not built into this version yet; "+
-			"set tls.mode = \"off\", leave listen.address empty and put a TLS proxy in front of listen.grpc_plain", c.TLS.Mode)
-	}
-	if c.Listen.GRPCPlain == "" {
-		return keyErr("listen.grpc_plain", "must be set (host:port, e.g. \"127.0.0.1:50051\") while the TLS listener is not available")
+	l := c.Listen
+	if l.GRPCPlain == "" && l.Address == "" {
+		return keyErr("listen.address", "and listen.grpc_plain are both empty: the server would serve nothing; set one")
 	}
 	for _, key := range []string{"listen.grpc_plain", "listen.http_plain"} {
-		addr := c.Listen.GRPCPlain
+		addr := l.GRPCPlain
 		if key == "listen.http_plain" {
-			addr = c.Listen.HTTPPlain
+			addr = l.HTTPPlain
 		}
 		if addr == "" {
 			continue
 		}
-		if err := checkPlainAddr(addr, c.Listen.AllowPublicPlain); err != nil {
+		if err := checkPlainAddr(addr, l.AllowPublicPlain); err != nil {
 			return keyErr(key, "%v", err)
+		}
+	}
+	if l.HTTPRedirect != "" {
+		if _, _, err := net.SplitHostPort(l.HTTPRedirect); err != nil {
+			return keyErr("listen.http_redirect", "%q is not host:port (e.g. \":80\")", l.HTTPRedirect)
+		}
+		if l.Address == "" || c.TLS.Mode == "off" {
+			return keyErr("listen.http_redirect", "redirects to HTTPS, so it needs listen.address with a tls.mode other than \"off\"")
+		}
+	}
+	return c.validateTLS()
+}
+
+func (c *Config) validateTLS() error {
+	t, addr := c.TLS, c.Listen.Address
+	if addr == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return keyErr("listen.address", "%q is not host:port (e.g. \":443\")", addr)
+	}
+	switch t.Mode {
+	case "off":
+		if err := checkPlainAddr(addr, t.AllowPlaintextPublic); err != nil {
+			return keyErr("listen.address", "with tls.mode = \"off\": %v (or set tls.allow_plaintext_public = true behind your own TLS proxy)", err)
+		}
+	case "acme":
+		if len(c.TLSDomains()) == 0 {
+			return keyErr("tls.domains", "tls.mode = \"acme\" needs the domain names that point at this server, e.g. \"nexy.example.com\"")
+		}
+		if t.CAURL != "" {
+			if u, err := url.Parse(t.CAURL); err != nil || u.Scheme != "https" || u.Host == "" {
+				return keyErr("tls.ca_url", "%q is not an https:// ACME directory URL", t.CAURL)
+			}
+		}
+	case "files":
+		if t.CertFile == "" || t.KeyFile == "" {
+			return keyErr("tls.cert_file", "tls.mode = \"files\" needs tls.cert_file and tls.key_file (PEM)")
+		}
+	}
+	for _, d := range c.TLSDomains() {
+		if strings.ContainsAny(d, " /:*") && !strings.HasPrefix(d, "*.") {
+			return keyErr("tls.domains", "%q is not a domain name", d)
 		}
 	}
 	return nil
@@ -399,6 +448,7 @@ func (c *Config) validateMemory() error {
 		intIn("memory.recent_turns", m.RecentTurns, 0, 50),
 		durIn("memory.recent_window", m.RecentWindow, time.Minute, 365*24*time.Hour),
 		intIn("memory.digest_days", m.DigestDays, 0, 3650),
+		durIn("metrics.summary_interval", c.Metrics.SummaryInterval, 0, 24*time.Hour),
 	})
 }
 
