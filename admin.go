@@ -25,7 +25,6 @@ import (
 
 	"github.com/nexy-server/nexy/config"
 	"github.com/nexy-server/nexy/internal/buildinfo"
-	"github.com/nexy-server/nexy/server"
 	"github.com/nexy-server/nexy/store"
 )
 
@@ -544,7 +543,7 @@ func backupCmd(args []string, stdout, stderr io.Writer) int {
 	return withStore("backup", *cfgPath, stderr, func(ctx context.Context, cfg *config.Loaded, db *store.DB) error {
 		prog := newProgress(stderr)
 		res, err := db.Backup(ctx, store.BackupOptions{Dir: cfg.BackupDirectory(), Out: *out, Keep: cfg.Store.BackupKeep,
-			Version: buildinfo.String(server.Version), Progress: prog.report})
+			Version: buildinfo.Current().String(), Progress: prog.report})
 		for _, w := range res.Warnings {
 			fmt.Fprintln(stderr, "nexy backup: warning:", w)
 		}

@@ -19,7 +19,6 @@ import (
 	"syscall"
 
 	"github.com/nexy-server/nexy/internal/buildinfo"
-	"github.com/nexy-server/nexy/server"
 )
 
 func main() {
@@ -70,7 +69,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "nexy version: unexpected argument %q\n", args[1])
 			return 2
 		}
-		fmt.Fprintln(stdout, "nexy", buildinfo.String(server.Version))
+		fmt.Fprintln(stdout, "nexy", buildinfo.Current().String())
 		return 0
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)

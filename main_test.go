@@ -217,7 +217,7 @@ func TestVersionOfBuiltBinary(t *testing.T) {
 		t.Skipf("not a git checkout: %v", err)
 	}
 	bin := filepath.Join(t.TempDir(), "nexy")
-	build := exec.Command("go", "build", "-buildvcs=true", "-ldflags", "-X github.com/nexy-server/nexy/server.Version=v9.8.7", "-o", bin, ".")
+	build := exec.Command("go", "build", "-buildvcs=true", "-ldflags", "-X github.com/nexy-server/nexy/internal/buildinfo.Version=v9.8.7", "-o", bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Skipf("cannot build with VCS stamping here: %v\n%s", err, out)
 	}

@@ -26,9 +26,6 @@ import (
 	"github.com/nexy-server/nexy/tts"
 )
 
-// Version is the server version, set at build time with -ldflags "-X ...server.Version=...".
-var Version = "dev"
-
 // streamWindow is the HTTP/2 flow-control window of each stream: the
 // protocol's initial 64 KiB, the least grpc-go accepts.
 const streamWindow = 64 << 10
@@ -166,7 +163,7 @@ func (s *Server) Serve(ctx context.Context) error {
 func sweepInterval(ttl time.Duration) time.Duration { return max(ttl/4, time.Second) }
 
 func (s *Server) logStart() {
-	attrs := []any{"scope", "server", "decision", "start", "version", buildinfo.String(Version), "grpc", s.GRPCAddr().String(),
+	attrs := []any{"scope", "server", "decision", "start", "version", buildinfo.Current().String(), "grpc", s.GRPCAddr().String(),
 		"llm", s.cfg.LLM.Provider, "model", s.cfg.LLM.Model, "tts", s.svc.speech.turn.Name()}
 	if a := s.HTTPAddr(); a != nil {
 		attrs = append(attrs, "http", a.String())
@@ -252,5 +249,5 @@ func (s *Server) shutdown() {
 func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("Cache-Control", "public, max-age=30")
-	_ = json.NewEncoder(w).Encode(map[string]string{"status": "OK", "server_version": buildinfo.Read(Version).Version, "commit": buildinfo.Revision()})
+	_ = json.NewEncoder(w).Encode(map[string]string{"status": "OK", "server_version": buildinfo.Current().Version, "commit": buildinfo.Revision()})
 }

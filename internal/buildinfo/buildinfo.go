@@ -8,6 +8,17 @@ import (
 	"strings"
 )
 
+// Version is the release version, set at build time:
+//
+//	go build -ldflags "-X github.com/nexy-server/nexy/internal/buildinfo.Version=1.7.0"
+//
+// It lives here, not in the server, so every package (the update feed, the
+// store's backups) can name the running version without importing server.
+var Version = "dev"
+
+// Current is the running binary's Info with Version applied.
+func Current() Info { return Read(Version) }
+
 // Info is what is known about the running binary. Empty fields are unknown.
 type Info struct {
 	Version   string // the release: the -ldflags override, else the module version, else "dev"
@@ -18,7 +29,7 @@ type Info struct {
 }
 
 // Read returns the running binary's Info. override is a version set at link
-// time (server.Version via -ldflags "-X …"); "" and "dev" mean not set.
+// time (Version via -ldflags "-X …"); "" and "dev" mean not set.
 func Read(override string) Info {
 	bi, _ := debug.ReadBuildInfo() // nil when the binary carries none
 	return fromBuildInfo(bi, override)
