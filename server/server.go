@@ -6,7 +6,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -32,14 +31,36 @@ const streamWindow = 64 << 10
 
 // Server owns the listeners and the service.
 type Server struct {
-	cfg  *config.Config
-	log  *slog.Logger
-	svc  *service
-	grpc *grpc.Server
-	http *http.Server
+	cfg   *config.Config
+	log   *slog.Logger
+	svc   *service
+	grpc  *grpc.Server
+	http  *http.Server
+	feed  Feed
+	start time.Time
 
 	grpcLn, httpLn net.Listener
+	// Listeners handed over by the caller (the public TLS port): connections
+	// for the gRPC server and HTTP/1.1 connections for the HTTP server.
+	extraGRPC, extraHTTP []net.Listener
 }
+
+// Attach adds listeners that Serve serves besides the plaintext ones: grpcLn
+// yields connections that speak gRPC's HTTP/2 (TLS already terminated),
+// httpLn HTTP/1.1 connections; either may be nil. Call before Serve.
+func (s *Server) Attach(grpcLn, httpLn net.Listener) {
+	if grpcLn != nil {
+		s.extraGRPC = append(s.extraGRPC, grpcLn)
+	}
+	if httpLn != nil {
+		s.extraHTTP = append(s.extraHTTP, httpLn)
+	}
+}
+
+// HTTPServer is the server of every HTTP endpoint. The public port serves
+// HTTP/2 connections with it directly (golang.org/x/net/http2's ServeConn,
+// with it as the base config), so its Shutdown reaches them too.
+func (s *Server) HTTPServer() *http.Server { return s.http }
 
 // Deps are what the server works with, built by the caller (main.go wires
 // config → store → providers → server).
@@ -55,6 +76,19 @@ type Deps struct {
 	Store Store
 	// AudioCache keeps repeated phrases' speech; nil = no cache.
 	AudioCache tts.Cache
+	// Feed is the app's update feed, served under /updates/; nil = none.
+	Feed Feed
+}
+
+// Feed is the app's Sparkle update feed (package updates implements it).
+type Feed interface {
+	// ServeHTTP answers /updates/... requests.
+	http.Handler
+	// Latest is the stable channel's current release, for /health; ok is
+	// false when nothing is published.
+	Latest() (version string, build int64, ok bool)
+	// Status describes the feed for /status (channels, degraded, last error).
+	Status() any
 }
 
 // New builds the server from a validated config and its dependencies.
@@ -88,29 +122,40 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps) (*Server, error) {
 	)
 	// The generated description, with unary requests read under the budget.
 	s.grpc.RegisterService(s.svc.serviceDesc(), s.svc)
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /health", s.health)
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	s.feed = deps.Feed
+	// WriteTimeout is off: downloads of the app's update are large; a slow
+	// client is bounded by the idle and header timeouts instead.
+	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	return s, nil
 }
 
-// Listen binds the configured addresses (port 0 picks a free port).
+// Listen binds the configured plaintext addresses (port 0 picks a free port).
 func (s *Server) Listen() error {
 	var err error
-	if s.grpcLn, err = net.Listen("tcp", s.cfg.Listen.GRPCPlain); err != nil {
-		return fmt.Errorf("listen.grpc_plain: %w", err)
+	if s.cfg.Listen.GRPCPlain != "" {
+		if s.grpcLn, err = net.Listen("tcp", s.cfg.Listen.GRPCPlain); err != nil {
+			return fmt.Errorf("listen.grpc_plain: %w", err)
+		}
 	}
 	if s.cfg.Listen.HTTPPlain != "" {
 		if s.httpLn, err = net.Listen("tcp", s.cfg.Listen.HTTPPlain); err != nil {
-			s.grpcLn.Close()
+			if s.grpcLn != nil {
+				s.grpcLn.Close()
+			}
 			return fmt.Errorf("listen.http_plain: %w", err)
 		}
 	}
 	return nil
 }
 
-// GRPCAddr is the bound gRPC address (after Listen).
-func (s *Server) GRPCAddr() net.Addr { return s.grpcLn.Addr() }
+// GRPCAddr is the bound plaintext gRPC address (after Listen), nil when off.
+func (s *Server) GRPCAddr() net.Addr {
+	if s.grpcLn == nil {
+		return nil
+	}
+	return s.grpcLn.Addr()
+}
 
 // HTTPAddr is the bound HTTP address, nil when HTTP is off.
 func (s *Server) HTTPAddr() net.Addr {
@@ -123,22 +168,38 @@ func (s *Server) HTTPAddr() net.Addr {
 // Serve runs until ctx is cancelled, then shuts down gracefully: new turns are
 // refused, running ones get limits.grace_period to finish, then are cancelled.
 func (s *Server) Serve(ctx context.Context) error {
-	errc := make(chan error, 2)
 	var wg sync.WaitGroup
 	sweepCtx, stopSweep := context.WithCancel(context.Background())
 	defer stopSweep()
-	wg.Add(2)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		s.svc.collect.sweepEvery(sweepCtx, sweepInterval(s.cfg.Limits.CollectTTL.Duration))
 	}()
-	go func() { defer wg.Done(); errc <- s.grpc.Serve(s.grpcLn) }()
+	s.start = time.Now()
+	grpcLns, httpLns := s.extraGRPC, s.extraHTTP
+	if s.grpcLn != nil {
+		grpcLns = append([]net.Listener{s.grpcLn}, grpcLns...)
+	}
 	if s.httpLn != nil {
+		httpLns = append([]net.Listener{s.httpLn}, httpLns...)
+	}
+	errc := make(chan error, 1+len(grpcLns)+len(httpLns))
+	for _, ln := range grpcLns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.http.Serve(s.httpLn); !errors.Is(err, http.ErrServerClosed) {
-				errc <- err
+			if err := s.grpc.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+				errc <- fmt.Errorf("gRPC on %s: %w", ln.Addr(), err)
+			}
+		}()
+	}
+	for _, ln := range httpLns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.http.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("HTTP on %s: %w", ln.Addr(), err)
 			}
 		}()
 	}
@@ -163,8 +224,11 @@ func (s *Server) Serve(ctx context.Context) error {
 func sweepInterval(ttl time.Duration) time.Duration { return max(ttl/4, time.Second) }
 
 func (s *Server) logStart() {
-	attrs := []any{"scope", "server", "decision", "start", "version", buildinfo.Current().String(), "grpc", s.GRPCAddr().String(),
+	attrs := []any{"scope", "server", "decision", "start", "version", buildinfo.Current().String(),
 		"llm", s.cfg.LLM.Provider, "model", s.cfg.LLM.Model, "tts", s.svc.speech.turn.Name()}
+	if a := s.GRPCAddr(); a != nil {
+		attrs = append(attrs, "grpc", a.String())
+	}
 	if a := s.HTTPAddr(); a != nil {
 		attrs = append(attrs, "http", a.String())
 	}
@@ -244,10 +308,4 @@ func (s *Server) shutdown() {
 	}
 	<-httpDone
 	s.log.Info("Server stopped", "scope", "server", "decision", "stop", "dur_ms", time.Since(start).Milliseconds())
-}
-
-func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.Header().Set("Cache-Control", "public, max-age=30")
-	_ = json.NewEncoder(w).Encode(map[string]string{"status": "OK", "server_version": buildinfo.Current().Version, "commit": buildinfo.Revision()})
 }
