@@ -88,6 +88,7 @@ func TestAsk(t *testing.T) {
 	cfg.Listen.GRPCPlain, cfg.Listen.HTTPPlain = "127.0.0.1:0", ""
 	cfg.LLM.Provider, cfg.LLM.BaseURL, cfg.LLM.Model = "openai", fake.URL, "llama3.2"
 	cfg.TTS.Provider, cfg.TTS.BaseURL = "openai", speech
+	cfg.Memory.Analyzer = "heuristic" // one model call per turn: the check below counts them
 	log := server.NewLogger(&bytes.Buffer{}, cfg.Log, nil)
 	closeDeps, deps, err := wire(&cfg, log)
 	if err != nil {
