@@ -40,6 +40,14 @@ the history (each reads the same config as serve; -config nexy.toml):
   nexy backup [--out FILE]         a checked copy of the history, safe while the server runs
   nexy restore FILE [--force]      replace the history with a checked backup (server stopped)
   nexy drill                       prove the newest backup restores; the result is recorded
+
+the app's update feed (same config; nexy keys -h, nexy release -h):
+  nexy keys generate [--out FILE]  make the update signing key; prints SUPublicEDKey
+  nexy release sign FILE           print sparkle:edSignature and length, as sign_update
+  nexy release publish FILE --version V --build N --channel stable|beta [...]
+                                   sign, verify and publish a build of the app
+  nexy release promote beta stable make beta's current release stable's
+  nexy release show [--json]       each channel's current release, checked
 `
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -64,6 +72,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return restoreCmd(args[1:], stdout, stderr)
 	case "drill":
 		return drillCmd(args[1:], stdout, stderr)
+	case "keys":
+		return keysCmd(args[1:], stdout, stderr)
+	case "release":
+		return releaseCmd(args[1:], stdout, stderr)
 	case "version":
 		if len(args) > 1 {
 			fmt.Fprintf(stderr, "nexy version: unexpected argument %q\n", args[1])
