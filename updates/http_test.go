@@ -2,7 +2,11 @@ package updates
 
 import (
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -223,5 +227,28 @@ func TestHealth(t *testing.T) {
 	}
 	if v, b, ok := f.Latest(); v != "1.6.1" || b != 161 || !ok {
 		t.Errorf("Latest %q %d %v", v, b, ok)
+	}
+}
+
+// The same attempts through a real server and ServeMux, as a client sends
+// them on the wire: the mux's cleaning redirects, the handler refuses.
+func TestDownloadTraversalOverHTTP(t *testing.T) {
+	dir := fixture(t)
+	must(t, os.WriteFile(filepath.Join(dir, "secret.dmg"), []byte("TOP-SECRET"), 0o644))
+	mux := http.NewServeMux()
+	mux.Handle("/updates/", openFeed(t, dir))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	for _, target := range []string{"/updates/downloads/../secret.dmg", "/updates/downloads/..%2fsecret.dmg", "/updates/downloads/%2e%2e%2fsecret.dmg",
+		"/updates/downloads/..%5csecret.dmg", "/updates/downloads/%2e%2e/%2e%2e/stable.json", "/updates/downloads/..;/secret.dmg"} {
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		must(t, err)
+		fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", target)
+		raw, _ := io.ReadAll(conn)
+		conn.Close()
+		status, _, _ := strings.Cut(string(raw), "\r\n")
+		if strings.Contains(status, " 200 ") || strings.Contains(string(raw), "TOP-SECRET") || strings.Contains(string(raw), `"releases"`) {
+			t.Errorf("%s: %s", target, raw)
+		}
 	}
 }
