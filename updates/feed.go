@@ -151,43 +151,25 @@ func (f *Feed) Reload() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.seen = f.fingerprint()
-	st := FeedStatus{LastReload: f.opts.Now().UTC(), BetaEnabled: f.opts.BetaEnabled}
-	pub, keyErr := f.publicKey()
-	if pub != nil {
-		st.PublicKey = EncodePublicKey(pub)
+	p := f.newPass()
+	defer p.close()
+	next := &snapshot{channels: map[string][]Release{}, files: p.files, renders: newRenderCache()}
+	st := FeedStatus{Status: "OK", LastReload: f.opts.Now().UTC(), BetaEnabled: f.opts.BetaEnabled}
+	if p.pub != nil {
+		st.PublicKey = EncodePublicKey(p.pub)
 	}
-	root, rootErr := os.OpenRoot(filepath.Join(f.dir, DownloadsDir))
-	if root != nil {
-		defer root.Close()
-	}
-	next := &snapshot{channels: map[string][]Release{}, files: map[string]servedFile{}, renders: newRenderCache()}
-	checked := map[checkKey]checkRes{}
 	var problems []string
 	for _, ch := range Channels {
-		cs := ChannelStatus{Name: ch, Enabled: ch == Stable || f.opts.BetaEnabled}
-		// A disabled channel is not read: nothing of it is served, so
-		// nothing of it can degrade the feed.
-		if !cs.Enabled {
-			st.Channels = append(st.Channels, cs)
-			continue
-		}
-		if m := f.manifest(ch, &cs); m != nil {
-			cs.Listed = len(m.Releases)
-			next.channels[ch] = f.verifyAll(m, pub, keyErr, root, rootErr, next.files, checked, &cs)
-			cs.Served = len(next.channels[ch])
-			if cur := next.channels[ch]; len(cur) > 0 {
-				cs.Version, cs.Build = cur[0].Version, cur[0].Build
-			}
-		}
-		for _, p := range cs.Problems {
-			problems = append(problems, ch+": "+p)
-		}
+		cs, served := f.loadChannel(p, ch)
+		next.channels[ch] = served
 		st.Channels = append(st.Channels, cs)
+		for _, prob := range cs.Problems {
+			problems = append(problems, ch+": "+prob)
+		}
 	}
-	f.checked = checked
-	st.Degraded, st.Status = len(problems) > 0, "OK"
-	if st.Degraded {
-		st.Status, st.Reason = "degraded", strings.Join(problems, "; ")
+	f.checked = p.checked
+	if len(problems) > 0 {
+		st.Degraded, st.Status, st.Reason = true, "degraded", strings.Join(problems, "; ")
 	}
 	next.status = st
 	f.snap.Store(next)
@@ -196,6 +178,58 @@ func (f *Feed) Reload() error {
 		return errors.New("updates: degraded: " + st.Reason)
 	}
 	return nil
+}
+
+// pass is one reload's inputs (key, downloads directory, the previous
+// verification results) and findings.
+type pass struct {
+	pub     ed25519.PublicKey
+	keyErr  error
+	root    *os.Root // nil when downloads/ cannot be opened (rootErr)
+	rootErr error
+	prev    map[checkKey]checkRes
+	checked map[checkKey]checkRes
+	files   map[string]servedFile
+}
+
+func (f *Feed) newPass() *pass {
+	p := &pass{prev: f.checked, checked: map[checkKey]checkRes{}, files: map[string]servedFile{}}
+	p.pub, p.keyErr = f.publicKey()
+	p.root, p.rootErr = os.OpenRoot(filepath.Join(f.dir, DownloadsDir))
+	return p
+}
+
+func (p *pass) close() {
+	if p.root != nil {
+		p.root.Close()
+	}
+}
+
+// loadChannel reads and verifies one channel. A disabled channel is not
+// read: nothing of it is served, so nothing of it can degrade the feed.
+func (f *Feed) loadChannel(p *pass, ch string) (ChannelStatus, []Release) {
+	cs := ChannelStatus{Name: ch, Enabled: ch == Stable || f.opts.BetaEnabled}
+	if !cs.Enabled {
+		return cs, nil
+	}
+	m := f.manifest(ch, &cs)
+	if m == nil {
+		return cs, nil
+	}
+	var served []Release
+	for i := range m.Releases {
+		r := &m.Releases[i]
+		if err := p.verify(r); err != nil {
+			cs.Problems = append(cs.Problems, fmt.Sprintf("build %d (%s) not served: %v", r.Build, r.Version, err))
+			continue
+		}
+		served = append(served, *r)
+	}
+	cs.Listed, cs.Served = len(m.Releases), len(served)
+	if len(served) > 0 {
+		cs.Version, cs.Build = served[0].Version, served[0].Build
+	}
+	return cs, served
 }
 
 // manifest reads a channel's manifest, falling back to the last good one.
@@ -213,63 +247,44 @@ func (f *Feed) manifest(ch string, cs *ChannelStatus) *Manifest {
 	return f.lastGood[ch]
 }
 
-// verifyAll returns the releases of m that verify, recording problems
-// and the files to serve.
-func (f *Feed) verifyAll(m *Manifest, pub ed25519.PublicKey, keyErr error, root *os.Root, rootErr error,
-	files map[string]servedFile, checked map[checkKey]checkRes, cs *ChannelStatus) []Release {
-	var ok []Release
-	for i := range m.Releases {
-		r := &m.Releases[i]
-		sf, err := f.verify(r, pub, keyErr, root, rootErr, checked)
-		if err != nil {
-			cs.Problems = append(cs.Problems, fmt.Sprintf("build %d (%s) not served: %v", r.Build, r.Version, err))
-			continue
-		}
-		if r.File != "" {
-			files[r.File] = sf
-		}
-		ok = append(ok, *r)
-	}
-	return ok
-}
-
-// verify checks one release: its artifact's length, SHA-256 and signature.
-// An externally hosted artifact cannot be read here; `nexy release
-// publish` verified its bytes before recording it, and Sparkle checks the
-// signature again on every client.
-func (f *Feed) verify(r *Release, pub ed25519.PublicKey, keyErr error, root *os.Root, rootErr error, checked map[checkKey]checkRes) (servedFile, error) {
-	if pub == nil {
-		return servedFile{}, keyErr
+// verify checks one release: its artifact's length, SHA-256 and signature,
+// and records the file to serve. An externally hosted artifact cannot be
+// read here; `nexy release publish` verified its bytes before recording
+// it, and Sparkle checks the signature again on every client.
+func (p *pass) verify(r *Release) error {
+	if p.pub == nil {
+		return p.keyErr
 	}
 	if r.URL != "" {
-		return servedFile{}, nil
+		return nil
 	}
-	if root == nil {
-		return servedFile{}, fmt.Errorf("%s/: %v", DownloadsDir, bareErr(rootErr))
+	if p.root == nil {
+		return fmt.Errorf("%s/: %v", DownloadsDir, bareErr(p.rootErr))
 	}
-	file, err := root.Open(r.File)
+	file, err := p.root.Open(r.File) // os.Root: a symlink out of downloads/ fails here
 	if err != nil {
-		return servedFile{}, fmt.Errorf("%s/%s: %v", DownloadsDir, r.File, bareErr(err))
+		return fmt.Errorf("%s/%s: %v", DownloadsDir, r.File, bareErr(err))
 	}
 	defer file.Close()
 	fi, err := file.Stat()
-	if err != nil {
-		return servedFile{}, err
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s/%s: %v", DownloadsDir, r.File, bareErr(err))
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%s/%s: not a regular file", DownloadsDir, r.File)
+	case fi.Size() != r.Length:
+		return fmt.Errorf("%s/%s: %d bytes, manifest says %d", DownloadsDir, r.File, fi.Size(), r.Length)
 	}
-	if !fi.Mode().IsRegular() {
-		return servedFile{}, fmt.Errorf("%s/%s: not a regular file", DownloadsDir, r.File)
-	}
-	if fi.Size() != r.Length {
-		return servedFile{}, fmt.Errorf("%s/%s: %d bytes, manifest says %d", DownloadsDir, r.File, fi.Size(), r.Length)
-	}
-	sf := servedFile{size: fi.Size(), modTime: fi.ModTime(), sha256: r.SHA256}
-	key := checkKey{file: r.File, sha: r.SHA256, sig: r.EdSignature, pub: string(pub), size: fi.Size(), modTime: fi.ModTime()}
-	res, ok := f.checked[key]
+	key := checkKey{file: r.File, sha: r.SHA256, sig: r.EdSignature, pub: string(p.pub), size: fi.Size(), modTime: fi.ModTime()}
+	res, ok := p.prev[key]
 	if !ok {
-		res = checkRes{err: verifyFile(file, pub, r)}
+		res = checkRes{err: verifyFile(file, p.pub, r)}
 	}
-	checked[key] = res
-	return sf, res.err
+	p.checked[key] = res
+	if res.err == nil {
+		p.files[r.File] = servedFile{size: fi.Size(), modTime: fi.ModTime(), sha256: r.SHA256}
+	}
+	return res.err
 }
 
 // verifyFile reads the whole artifact: Ed25519 (PureEdDSA, as Sparkle
