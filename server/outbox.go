@@ -30,7 +30,7 @@ type outbox[M any] struct {
 	ctx     context.Context
 	cancel  context.CancelCauseFunc
 	send    func(*M) error
-	recycle func(*M) // returns a message's pooled buffers once it is no longer needed
+	recycle func(*M) // returns the pooled buffers of a message that never reached Send
 	ch      chan *M
 	done    chan struct{} // closed when the sender goroutine has ended
 	stalled chan struct{} // closed when a Send made no progress for the send timeout
@@ -75,8 +75,12 @@ func (o *outbox[M]) run(sendTimeout time.Duration) {
 		err := o.send(m)
 		o.stall.Stop()
 		o.sending.Store(false)
-		// Send has serialized the message; nothing refers to its buffers now.
-		o.recycle(m)
+		// A message that reached Send is not recycled: grpc-go allows reusing
+		// it after Send only when no stats handler may still hold it, and the
+		// metrics handler is one (its OutPayload event carries the message).
+		// Ours reads nothing from it, but the guarantee would rest on every
+		// handler ever installed; an allocation per 4 KiB chunk is the price
+		// (the performance work measures it). Only dropped messages go back.
 		if err != nil {
 			o.failure = fmt.Errorf("%w: %w", errClientGone, err)
 			o.cancel(o.failure)
@@ -152,14 +156,16 @@ func (o *outbox[M]) stuck() (bool, error) {
 	return false, errSendStalled
 }
 
-// recycleStream returns the audio buffer of a StreamAudio message to the pool.
+// recycleStream returns the audio buffer of a StreamAudio message that was
+// never sent to the pool.
 func recycleStream(m *pb.StreamResponse) {
 	if a := m.GetAudioChunk(); a != nil {
 		audio.Recycle(a.AudioData)
 	}
 }
 
-// recycleWelcome returns the audio buffer of a welcome message to the pool.
+// recycleWelcome returns the audio buffer of a welcome message that was
+// never sent to the pool.
 func recycleWelcome(m *pb.WelcomeResponse) {
 	if a := m.GetAudioChunk(); a != nil {
 		audio.Recycle(a.AudioData)

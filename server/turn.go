@@ -296,7 +296,7 @@ func (t *turn) stream(job *speechJob) error {
 			audio.Recycle(chunk)
 			continue // the client drops all-zero chunks; do not spend bandwidth on them
 		}
-		// The outbox recycles the buffer once the message is sent.
+		// The buffer now belongs to the message (see outbox.run).
 		if err := t.send(audioResponse(chunk)); err != nil {
 			return err
 		}
