@@ -47,6 +47,9 @@ func newAdmission(maxStreams, perDevice int, ratePerSecond float64) *admission {
 	}
 }
 
+// exhausted is an admission refusal. Its message starts with its kind: the
+// client sees which limit it hit, and the metrics recover the kind from the
+// status alone (errorKind), whichever layer refused.
 func exhausted(kind, format string, args ...any) *turnError {
 	return &turnError{code: codes.ResourceExhausted, kind: kind, msg: kind + ": " + fmt.Sprintf(format, args...)}
 }
@@ -189,3 +192,11 @@ func (a *admission) cancelAll(cause error) {
 
 // running is the number of occupied slots.
 func (a *admission) running() int { return len(a.slots) }
+
+// turns is the number of turns running; an interrupted turn stops counting
+// the moment InterruptSession frees its session.
+func (a *admission) turns() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.active)
+}

@@ -71,11 +71,13 @@ func (s *service) llmStream(ctx context.Context, req llm.Request) (llm.Stream, e
 		if err == nil {
 			return stream, nil
 		}
+		s.providerFailed(ctx, providerLLM, err)
 		kind := llm.KindOf(err)
 		retryable := kind == llm.KindUnavailable || kind == llm.KindRateLimited
 		if !retryable || attempt >= s.cfg.LLM.Retries || ctx.Err() != nil {
 			return nil, err
 		}
+		s.metrics.providerRetried(providerLLM, kind.String())
 		s.log.Info("AI provider call failed, retrying", "scope", "grpc", "decision", "llm_retry", "attempt", attempt+1, "error", err.Error())
 		select {
 		case <-time.After(time.Duration(attempt+1) * s.cfg.LLM.RetryBackoff.Duration):
@@ -94,9 +96,11 @@ func (s *service) synthesize(ctx context.Context, syn tts.Synthesizer, req tts.R
 		if pcm, err = syn.Synthesize(ctx, req); err == nil {
 			return pcm, nil
 		}
+		s.providerFailed(ctx, providerTTS, err)
 		if attempt >= s.cfg.TTS.Retries || ctx.Err() != nil {
 			return nil, s.speechErr(err)
 		}
+		s.metrics.providerRetried(providerTTS, speechKind(err))
 		s.log.Info("speech synthesis failed, retrying", "scope", "grpc", "decision", "tts_retry", "attempt", attempt+1, "error", err.Error())
 		select {
 		case <-time.After(time.Duration(attempt+1) * s.cfg.TTS.RetryBackoff.Duration):

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -115,4 +117,34 @@ func classifyLLM(e *llm.Error) *turnError {
 	default:
 		return &turnError{code: codes.Unavailable, kind: "unavailable", msg: "the AI provider is unavailable, please try again in a minute", err: e}
 	}
+}
+
+// providerFailed classifies a failed provider call and records it, unless
+// the turn's own cancellation caused it (the client left, an interrupt,
+// shutdown): that is not the provider's fault. A first-token timeout is: the
+// model did not answer in time.
+func (s *service) providerFailed(ctx context.Context, provider string, err error) {
+	var kind string
+	switch {
+	case ctx.Err() != nil:
+		if provider != providerLLM || !errors.Is(context.Cause(ctx), errFirstToken) {
+			return
+		}
+		kind = "timeout"
+	case provider == providerLLM:
+		kind = llm.KindOf(err).String()
+	default:
+		kind = speechKind(err)
+	}
+	s.metrics.providerFailed(provider, kind, err)
+}
+
+// speechKind classifies a speech provider failure: the tts package has no
+// kinds of its own, and the one an operator acts on differently is a timeout.
+func speechKind(err error) string {
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		return "timeout"
+	}
+	return "unavailable"
 }

@@ -92,11 +92,11 @@ func TestHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var body map[string]string
+	var body map[string]any
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != 200 || body["status"] != "OK" || body["server_version"] == "" ||
+	if resp.StatusCode != 200 || body["status"] != "OK" || body["server_version"] == "" || body["latest_build"] != float64(0) ||
 		resp.Header.Get("Cache-Control") != "public, max-age=30" {
 		t.Fatalf("health = %d %v %v", resp.StatusCode, body, resp.Header)
 	}

@@ -34,6 +34,7 @@ type memoryService struct {
 	analyzer *memory.Analyzer // nil: the heuristic
 	cfg      config.Memory
 	log      *slog.Logger
+	metrics  *instruments // set by newService
 	now      func() time.Time
 
 	ctx    context.Context // cancelled by close: analyses switch to the heuristic
@@ -200,7 +201,9 @@ func (m *memoryService) update(job memoryJob) {
 	change := m.change(job, mem, upd, start)
 	wctx, wcancel := context.WithTimeout(context.Background(), memoryWriteTimeout)
 	defer wcancel()
-	if err := m.store.ApplyMemory(wctx, change); err != nil {
+	err = m.store.ApplyMemory(wctx, change)
+	m.metrics.memoryAnalyzed(upd.Method, err == nil)
+	if err != nil {
 		m.log.Error("Memory update not saved", "scope", "memory", "decision", "update_failed",
 			"hardware_id", shortID(job.hardwareID), "error", err.Error())
 		return

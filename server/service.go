@@ -38,6 +38,7 @@ type service struct {
 	adm     *admission
 	collect *collectBuffer
 	budget  *requestBudget
+	metrics *instruments
 	now     func() time.Time
 
 	llmMissing string
@@ -45,7 +46,7 @@ type service struct {
 
 func newService(cfg *config.Config, log *slog.Logger, deps Deps) *service {
 	l := cfg.Limits
-	return &service{
+	s := &service{
 		cfg: cfg, log: log, llm: deps.LLM, llmMissing: deps.LLMMissing, speech: newSpeech(cfg, deps),
 		store: deps.Store, memory: newMemoryService(cfg, log, deps),
 		adm: newAdmission(l.MaxConcurrentStreams, l.MaxTurnsPerDevice, l.MaxRatePerSecond),
@@ -54,6 +55,9 @@ func newService(cfg *config.Config, log *slog.Logger, deps Deps) *service {
 		budget: newRequestBudget(l.RequestBytesInFlight, l.MaxMessageBytes, l.ReceiveTimeout.Duration),
 		now:    time.Now,
 	}
+	s.metrics = newMetrics(s.adm.turns, s.adm.running, cfg.Secrets())
+	s.memory.metrics = s.metrics
+	return s
 }
 
 // StreamAudio answers COLLECT at once and runs the turn pipeline on COMMIT.
@@ -136,6 +140,7 @@ func (s *service) commitPhase(req *pb.StreamRequest, mime string, stream grpc.Se
 		err = outErr // something queued never left: the client stopped reading or went away
 	}
 	s.logTurn(t, out.sentAny(), err)
+	s.metrics.turnEnded(&t.tm, t.chunks, turnOutcome(ctx, err))
 	if err == nil {
 		s.memory.after(hw, sid, prompt, t.queuedText.String(), start)
 		return nil
@@ -310,7 +315,11 @@ func (s *service) startWelcome(ctx context.Context, req *pb.WelcomeRequest) (*we
 		release()
 		return nil, err
 	}
-	return &welcome{pcm: pcm, release: release, speechErr: s.speechErr, method: s.speech.welcome.Name(),
+	speechErr := func(err error) error {
+		s.providerFailed(ctx, providerTTS, err)
+		return s.speechErr(err)
+	}
+	return &welcome{pcm: pcm, release: release, speechErr: speechErr, method: s.speech.welcome.Name(),
 		estimate: float64(utf8.RuneCountInString(speakable)) / charsPerSecond,
 		limit:    s.cfg.TTS.MaxWelcomeSeconds * audio.SampleRate * 2}, nil
 }

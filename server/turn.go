@@ -175,6 +175,7 @@ func (t *turn) read(stream llm.Stream, segments *segmentQueue) {
 			break
 		}
 		if err != nil {
+			t.svc.providerFailed(t.ctx, providerLLM, err)
 			t.llmErr = err
 			t.usage = stream.Usage() // what was spent before it broke
 			return
@@ -254,6 +255,7 @@ func (t *turn) synthesize(job *speechJob) {
 			return
 		}
 		if err != nil {
+			t.svc.providerFailed(t.ctx, providerTTS, err)
 			job.err = t.svc.speechErr(err)
 			return
 		}

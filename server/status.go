@@ -1,0 +1,159 @@
+package server
+
+import (
+	"context"
+	"encoding"
+	"net/http"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/nexy-server/nexy/internal/buildinfo"
+	"github.com/nexy-server/nexy/store"
+)
+
+// statusStore is what /status asks of a store beyond Store. It is checked
+// with a type assertion, so Store stays the narrow interface a turn needs
+// and a store without it simply shows no database block.
+type statusStore interface {
+	Status(ctx context.Context, backupDir string) (store.Status, error)
+}
+
+// statusStoreTimeout bounds the database part of /status: a busy store
+// makes that block say so instead of holding the request.
+const statusStoreTimeout = 2 * time.Second
+
+// statusResponse is /status: what an operator checks first. It names no
+// directory and no address, and provider messages are truncated with the
+// configured secrets masked: the endpoint is public.
+type statusResponse struct {
+	Status        string    `json:"status"`
+	StartedAt     time.Time `json:"started_at"`
+	UptimeSeconds int64     `json:"uptime_s"`
+	ActiveTurns   int       `json:"active_turns"`
+	// ActiveStreams are the concurrency slots in use (turns and welcome
+	// audio), out of limits.max_concurrent_streams.
+	ActiveStreams int                       `json:"active_streams"`
+	Versions      statusVersions            `json:"versions"`
+	Providers     statusProviders           `json:"providers"`
+	Limits        map[string]any            `json:"limits"`
+	Turns         map[string]int64          `json:"turns"`
+	Errors        map[string]int64          `json:"errors"`
+	Refusals      map[string]int64          `json:"refusals"`
+	Latency       map[string]latencySummary `json:"latency"`
+	Database      *statusDatabase           `json:"database"`
+	Updates       any                       `json:"updates,omitempty"`
+}
+
+type statusVersions struct {
+	Server    string `json:"server"`
+	Commit    string `json:"commit"`
+	BuildTime string `json:"build_time"`
+	Go        string `json:"go"`
+}
+
+type statusProviders struct {
+	LLM statusProvider `json:"llm"`
+	TTS statusProvider `json:"tts"`
+}
+
+type statusProvider struct {
+	Provider string `json:"provider"`
+	Model    string `json:"model,omitempty"`
+	Voice    string `json:"voice,omitempty"`
+	// Problem says why the provider cannot be used ("" = configured).
+	Problem   string         `json:"problem,omitempty"`
+	LastError *providerError `json:"last_error"`
+}
+
+type statusDatabase struct {
+	store.Status
+	Error string `json:"error,omitempty"`
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	m := s.svc.metrics
+	t := m.tally()
+	bi := buildinfo.Current()
+	resp := statusResponse{
+		Status: "OK", StartedAt: s.start.UTC(), UptimeSeconds: int64(time.Since(s.start).Seconds()),
+		ActiveTurns: s.svc.adm.turns(), ActiveStreams: s.svc.adm.running(),
+		Versions: statusVersions{Server: bi.Version, Commit: bi.Commit(), BuildTime: bi.Time, Go: bi.GoVersion},
+		Providers: statusProviders{
+			LLM: statusProvider{Provider: s.cfg.LLM.Provider, Model: s.cfg.LLM.Model, LastError: lastError(t, providerLLM)},
+			TTS: statusProvider{Provider: s.cfg.TTS.Provider, Voice: s.cfg.TTS.Voice, LastError: lastError(t, providerTTS)},
+		},
+		Limits: tomlFields(s.cfg.Limits),
+		Turns:  withZeros(t.turns, outcomeComplete, outcomeCancelled, outcomeFailed),
+		Errors: t.errors, Refusals: t.refusals,
+		Latency: map[string]latencySummary{},
+	}
+	if s.start.IsZero() {
+		resp.UptimeSeconds = 0
+	}
+	if s.svc.llm == nil {
+		resp.Providers.LLM.Problem = s.svc.llmMissing
+	}
+	var total int64
+	for _, n := range resp.Turns {
+		total += n
+	}
+	resp.Turns["total"] = total
+	for _, stage := range stageNames {
+		resp.Latency[stage] = m.stages[stage].summary()
+	}
+	if ss, ok := s.svc.store.(statusStore); ok {
+		ctx, cancel := context.WithTimeout(r.Context(), statusStoreTimeout)
+		st, err := ss.Status(ctx, s.cfg.BackupDirectory())
+		cancel()
+		resp.Database = &statusDatabase{Status: st}
+		if err != nil {
+			// The error may name directories: it goes to the log only.
+			s.log.Warn("Database status not read", "scope", "http", "decision", "status_db_error", "error", err.Error())
+			resp.Database.Error = "the database status could not be read; the server log says why"
+		}
+	}
+	if s.feed != nil {
+		resp.Updates = s.feed.Status()
+	}
+	writeJSON(w, http.StatusOK, cacheNoStore, resp)
+}
+
+func lastError(t tally, provider string) *providerError {
+	if e, ok := t.lastErr[provider]; ok {
+		return &e
+	}
+	return nil
+}
+
+// withZeros is counts with every key in keys present.
+func withZeros(counts map[string]int64, keys ...string) map[string]int64 {
+	for _, k := range keys {
+		if _, ok := counts[k]; !ok {
+			counts[k] = 0
+		}
+	}
+	return counts
+}
+
+// tomlFields is a config section as its keys and values, named as in
+// nexy.toml (limits.max_concurrent_streams → "max_concurrent_streams"),
+// durations in Go syntax, so /status reads like the config file.
+func tomlFields(section any) map[string]any {
+	v := reflect.ValueOf(section)
+	out := map[string]any{}
+	for i := range v.NumField() {
+		name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("toml"), ",")
+		if name == "" || name == "-" || !v.Type().Field(i).IsExported() {
+			continue
+		}
+		f := v.Field(i).Interface()
+		if tm, ok := f.(encoding.TextMarshaler); ok {
+			if b, err := tm.MarshalText(); err == nil {
+				f = string(b)
+			}
+		}
+		out[name] = f
+	}
+	return out
+}
