@@ -275,12 +275,12 @@ func Default(profile string) Config {
 			MaxTurnsPerDevice: 3, CollectPerDevice: 8, CollectPerDeviceBytes: 16 << 20,
 			MaxStreamsPerConn: 32, RequestBytesInFlight: 64 << 20,
 		},
-		Store:  Store{CommitTimeout: dur(2 * time.Second), Queue: 1024, BackupKeep: 14, AudioCacheBytes: 64 << 20},
-		Memory: Memory{Analyzer: "llm", Timeout: dur(15 * time.Second), LoadTimeout: dur(300 * time.Millisecond), RecentTurns: 6, RecentWindow: dur(24 * time.Hour), DigestDays: 30},
+		Store:   Store{CommitTimeout: dur(2 * time.Second), Queue: 1024, BackupKeep: 14, AudioCacheBytes: 64 << 20},
+		Memory:  Memory{Analyzer: "llm", Timeout: dur(15 * time.Second), LoadTimeout: dur(300 * time.Millisecond), RecentTurns: 6, RecentWindow: dur(24 * time.Hour), DigestDays: 30},
 		Usage:   Usage{Prices: DefaultPrices},
 		Updates: Updates{BetaEnabled: true},
 		Metrics: Metrics{SummaryInterval: dur(60 * time.Second)},
-		Log:    Log{Level: "info", Format: "text"},
+		Log:     Log{Level: "info", Format: "text"},
 	}
 	if profile == "prod" {
 		c.Server.Profile = "prod"

@@ -91,7 +91,7 @@ func TestMemoryEndToEndLLMAnalyzer(t *testing.T) {
 	analysis := llmtest.Script{Deltas: []string{"FACT name: Sergey\nFACT pref", "erence: jazz music\nDIGEST: user introduced himself\n"},
 		Usage: llmtest.Usage{InputTokens: 70, OutputTokens: 20}}
 	nothing := llmtest.Script{Deltas: []string{"NONE\n"}, Usage: llmtest.Usage{InputTokens: 60, OutputTokens: 1}}
-	fake := llmtest.NewOpenAI(t, answer, analysis, answer, nothing, answer, nothing, answer)
+	fake := llmtest.NewOpenAI(t, answer, analysis, answer, nothing, answer, nothing, answer, nothing)
 	cfg := testConfig(t, "openai", fake.URL, newSpeechFake(t).URL)
 	cfg.Memory.Analyzer = "llm"
 	h := startServer(t, cfg)
@@ -119,14 +119,26 @@ func TestMemoryEndToEndLLMAnalyzer(t *testing.T) {
 	if block := memoryBlock(fake.Requests()[6].System); strings.Contains(block, "Sergey") || strings.Contains(block, "jazz") {
 		t.Fatalf("forgotten facts still in the prompt:\n%s", block)
 	}
-	usage := storedUsage(t, readDB(t, h))
+	// The last turn's analysis, then its usage row.
+	waitFor(t, "the fourth analysis", func() bool { return len(fake.Requests()) == 8 })
+	db := readDB(t, h)
+	waitFor(t, "the fourth analysis's usage", func() bool {
+		n := 0
+		for _, u := range storedUsage(t, db) {
+			if u.source == store.SourceMemory {
+				n++
+			}
+		}
+		return n == 4
+	})
+	usage := storedUsage(t, db)
 	var memIn int
 	for _, u := range usage {
 		if u.source == store.SourceMemory && u.hardwareID == testHW {
 			memIn += u.input
 		}
 	}
-	if memIn != 70+60+60 {
-		t.Errorf("memory analyzer input tokens recorded: %d, want %d (%+v)", memIn, 190, usage)
+	if memIn != 70+60+60+60 {
+		t.Errorf("memory analyzer input tokens recorded: %d, want %d (%+v)", memIn, 250, usage)
 	}
 }

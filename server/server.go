@@ -115,6 +115,7 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps) (*Server, error) {
 		grpc.InitialWindowSize(streamWindow),
 		grpc.InitialConnWindowSize(int32(max(2*cfg.Limits.MaxMessageBytes, streamWindow))),
 		grpc.StreamInterceptor(s.svc.streamInterceptor),
+		grpc.StatsHandler(s.svc.metrics.grpcHandler()),
 		// The shipped client pings every 120 s during a call; grpc-go's default
 		// policy (5 min) would answer with GOAWAY too_many_pings.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.Limits.KeepaliveMinTime.Duration, PermitWithoutStream: true}),
@@ -177,6 +178,8 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.svc.collect.sweepEvery(sweepCtx, sweepInterval(s.cfg.Limits.CollectTTL.Duration))
 	}()
 	s.start = time.Now()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.runMetricsSummary(sweepCtx) }()
 	grpcLns, httpLns := s.extraGRPC, s.extraHTTP
 	if s.grpcLn != nil {
 		grpcLns = append([]net.Listener{s.grpcLn}, grpcLns...)
@@ -216,6 +219,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	// and the phrase cache its last entries, before main closes the stores.
 	s.svc.memory.close()
 	s.svc.speech.wait()
+	s.logMetricsSummary()
 	return err
 }
 
