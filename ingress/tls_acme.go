@@ -43,8 +43,9 @@ type certACME struct {
 	cancel context.CancelFunc
 
 	// pending holds, per configured domain, a channel closed once its
-	// certificate is in the cache; a handshake that finds no certificate
-	// waits on it instead of failing while issuance is under way.
+	// certificate is first in the cache; a handshake that finds no
+	// certificate waits on it instead of failing while issuance is under
+	// way, and tries again once it is closed.
 	mu      sync.Mutex
 	pending map[string]chan struct{}
 }
@@ -136,9 +137,14 @@ func (a *certACME) onEvent(_ context.Context, event string, data map[string]any)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, san := range sans {
+		// Closed channels stay: a handshake that missed the certificate
+		// just before it arrived must find the channel closed, not gone.
 		if ch, ok := a.pending[strings.ToLower(san)]; ok {
-			close(ch)
-			delete(a.pending, strings.ToLower(san))
+			select {
+			case <-ch:
+			default:
+				close(ch)
+			}
 		}
 	}
 	return nil
