@@ -14,6 +14,7 @@ import (
 	"github.com/nexy-server/nexy/internal/providers"
 	"github.com/nexy-server/nexy/server"
 	"github.com/nexy-server/nexy/store"
+	"github.com/nexy-server/nexy/updates"
 )
 
 func serve(args []string, stdout, stderr io.Writer) int {
@@ -65,7 +66,15 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := stopOnSignal(log)
 	defer stop()
-	if err := srv.Serve(ctx); err != nil {
+	pub, err := openPublic(ctx, &cfg.Config, srv, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "nexy:", err)
+		return 1
+	}
+	pub.start(ctx)
+	err = srv.Serve(ctx)
+	pub.shutdown(cfg.Limits.GracePeriod.Duration)
+	if err != nil {
 		fmt.Fprintln(stderr, "nexy:", err)
 		return 1
 	}
@@ -120,6 +129,17 @@ func wire(cfg *config.Config, log *slog.Logger) (closeAll func(), deps server.De
 		closers = append(closers, func() { _ = cache.Close() })
 		deps.AudioCache = cache
 	}
+	feed, err := updates.Open(cfg.UpdatesDirectory(), updates.Options{PublicURL: cfg.Updates.PublicURL, BetaEnabled: cfg.Updates.BetaEnabled,
+		PublicKeyFile: updates.PublicKeyFile(updates.DefaultKeyFile(cfg.Server.DataDir)), Log: log})
+	if err != nil {
+		return nil, deps, err
+	}
+	// The feed re-reads its manifests when `nexy release` changes them.
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	watched := make(chan struct{})
+	go func() { defer close(watched); feed.Watch(watchCtx) }()
+	closers = append(closers, func() { stopWatch(); <-watched })
+	deps.Feed = feed
 	if deps.LLM, deps.LLMMissing, err = providers.LLM(cfg); err != nil {
 		return nil, deps, err
 	}

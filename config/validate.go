@@ -88,8 +88,8 @@ func (c *Config) validateTLS() error {
 	}
 	switch t.Mode {
 	case "off":
-		if err := checkPlainAddr(addr, t.AllowPlaintextPublic); err != nil {
-			return keyErr("listen.address", "with tls.mode = \"off\": %v (or set tls.allow_plaintext_public = true behind your own TLS proxy)", err)
+		if err := checkPlain(addr, t.AllowPlaintextPublic, "tls.allow_plaintext_public"); err != nil {
+			return keyErr("listen.address", "with tls.mode = \"off\": %v (only behind your own TLS proxy)", err)
 		}
 	case "acme":
 		if len(c.TLSDomains()) == 0 {
@@ -106,8 +106,8 @@ func (c *Config) validateTLS() error {
 		}
 	}
 	for _, d := range c.TLSDomains() {
-		if strings.ContainsAny(d, " /:*") && !strings.HasPrefix(d, "*.") {
-			return keyErr("tls.domains", "%q is not a domain name", d)
+		if strings.ContainsAny(d, " /:*") {
+			return keyErr("tls.domains", "%q is not a domain name (wildcards need a DNS challenge, which this server does not do)", d)
 		}
 	}
 	return nil
@@ -115,6 +115,11 @@ func (c *Config) validateTLS() error {
 
 // checkPlainAddr allows plaintext only on loopback unless forced (SPEC §9).
 func checkPlainAddr(addr string, force bool) error {
+	return checkPlain(addr, force, "listen.allow_public_plain")
+}
+
+// checkPlain refuses plaintext on a non-loopback address unless forceKey is set.
+func checkPlain(addr string, force bool, forceKey string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("%q is not host:port (e.g. \"127.0.0.1:50051\"): %v", addr, err)
@@ -127,7 +132,7 @@ func checkPlainAddr(addr string, force bool) error {
 	}
 	ip := net.ParseIP(host)
 	if ip == nil || !ip.IsLoopback() {
-		return fmt.Errorf("%q is not a loopback address; plaintext is allowed only on loopback unless listen.allow_public_plain = true", addr)
+		return fmt.Errorf("%q is not a loopback address; plaintext is allowed only on loopback unless %s = true", addr, forceKey)
 	}
 	return nil
 }

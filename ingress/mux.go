@@ -49,18 +49,16 @@ type Mux struct {
 	wg    sync.WaitGroup
 }
 
-// Listen binds addr. tlsConf nil serves plaintext (h2c for gRPC). srv is
+// NewMux serves the public port on ln, already bound (certmagic must find
+// the port taken before it answers a TLS-ALPN challenge, so the caller binds
+// it before NewCerts). tlsConf nil serves plaintext (h2c for gRPC). srv is
 // the HTTP server: HTTP/2 connections that are not gRPC are served with its
-// handler, and its Shutdown tells them to finish (GOAWAY); Listen prepares
-// it for that, so call Listen before srv serves.
-func Listen(addr string, tlsConf *tls.Config, srv *http.Server, log *slog.Logger) (*Mux, error) {
+// handler, and its Shutdown tells them to finish (GOAWAY); NewMux prepares it
+// for that, so call NewMux before srv serves.
+func NewMux(ln net.Listener, tlsConf *tls.Config, srv *http.Server, log *slog.Logger) (*Mux, error) {
 	h2 := &http2.Server{}
 	if err := http2.ConfigureServer(srv, h2); err != nil {
 		return nil, fmt.Errorf("ingress: %w", err)
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("listen.address: %w", err)
 	}
 	return &Mux{ln: ln, tlsConf: tlsConf, log: log, srv: srv, grpc: newConnListener(ln.Addr()), http: newConnListener(ln.Addr()),
 		h2: h2, conns: map[net.Conn]struct{}{}}, nil

@@ -64,7 +64,11 @@ func startMux(t *testing.T, tlsConf *tls.Config) *muxServers {
 		w.Header().Set("X-TLS", map[bool]string{true: "yes", false: "no"}[r.TLS != nil])
 		io.WriteString(w, r.Proto+" "+r.URL.Path)
 	})}
-	mux, err := Listen("127.0.0.1:0", tlsConf, hs, slog.New(slog.DiscardHandler))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux, err := NewMux(ln, tlsConf, hs, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/nexy-server/nexy/llm/llmtest"
+	pb "github.com/nexy-server/nexy/proto"
+)
+
+// servedChild is `nexy serve` in a child process, its log scanned until the
+// public port is ready.
+type servedChild struct {
+	cmd  *exec.Cmd
+	log  *strings.Builder
+	sc   *bufio.Scanner
+	line string // the "Public port ready" line
+}
+
+func startServe(t *testing.T, env ...string) *servedChild {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "serve")
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(append(os.Environ(), "NEXY_TEST_RUN_MAIN=1", "NEXY_LISTEN_GRPC_PLAIN=", "NEXY_LISTEN_HTTP_PLAIN=",
+		"NEXY_MEMORY_ANALYZER=heuristic", "NEXY_SERVER_DATA_DIR="+t.TempDir()), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := &servedChild{cmd: cmd, log: &strings.Builder{}, sc: bufio.NewScanner(stderr)}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	found := make(chan bool, 1)
+	go func() {
+		for c.sc.Scan() {
+			c.log.WriteString(c.sc.Text() + "\n")
+			if strings.Contains(c.sc.Text(), "Public port ready") {
+				c.line = c.sc.Text()
+				found <- true
+				return
+			}
+		}
+		found <- false
+	}()
+	select {
+	case ok := <-found:
+		if !ok {
+			t.Fatalf("serve exited before its public port was ready:\n%s", c.log.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("serve's public port not ready after 30 s:\n%s", c.log.String())
+	}
+	return c
+}
+
+// attr is a key=value of the ready line.
+func (c *servedChild) attr(t *testing.T, key string) string {
+	t.Helper()
+	m := regexp.MustCompile(`\b` + regexp.QuoteMeta(key) + `=("[^"]*"|\S+)`).FindStringSubmatch(c.line)
+	if m == nil {
+		t.Fatalf("no %s in %q", key, c.line)
+	}
+	return strings.Trim(m[1], `"`)
+}
+
+// stop sends SIGTERM and checks a clean exit.
+func (c *servedChild) stop(t *testing.T) string {
+	t.Helper()
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for c.sc.Scan() {
+		c.log.WriteString(c.sc.Text() + "\n")
+	}
+	if err := c.cmd.Wait(); err != nil {
+		t.Fatalf("serve exited with %v\n%s", err, c.log.String())
+	}
+	return c.log.String()
+}
+
+// pinned is a TLS client config that trusts exactly the certificate whose
+// SHA-256 fingerprint the server printed, as a pinning app does.
+func pinned(fingerprint string) *tls.Config {
+	want := strings.ToLower(strings.ReplaceAll(fingerprint, ":", ""))
+	return &tls.Config{
+		InsecureSkipVerify: true, // replaced by the pin below
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			sum := sha256.Sum256(raw[0])
+			if len(raw) == 0 || hex.EncodeToString(sum[:]) != want {
+				return errors.New("certificate does not match the pinned fingerprint")
+			}
+			return nil
+		},
+	}
+}
+
+// turnOverTLS runs one COMMIT through the public port and returns its text.
+func turnOverTLS(t *testing.T, addr string, conf *tls.Config) string {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(conf)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	empty := ""
+	stream, err := pb.NewStreamingServiceClient(conn).StreamAudio(ctx, &pb.StreamRequest{Prompt: "hello there",
+		HardwareId: "PUBLIC-TEST-DEVICE-0001", SessionId: "2f1c7a52-52a4-4c59-9b1e-3f4d5e6a7b8c",
+		Phase: pb.RequestPhase_REQUEST_PHASE_COMMIT, Screenshot: &empty, ChunkText: &empty})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text strings.Builder
+	audio, end := 0, ""
+	for {
+		m, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("turn over TLS: %v", err)
+		}
+		text.WriteString(m.GetTextChunk())
+		audio += len(m.GetAudioChunk().GetAudioData())
+		if e := m.GetEndMessage(); e != "" {
+			end = e
+		}
+	}
+	if end == "" || audio == 0 {
+		t.Fatalf("turn over TLS: end %q, %d audio bytes", end, audio)
+	}
+	return text.String()
+}
+
+// getHealth fetches /health on the public port over HTTP/2 and HTTP/1.1.
+func getHealth(t *testing.T, addr string, conf *tls.Config) {
+	t.Helper()
+	for _, h2 := range []bool{true, false} {
+		tr := &http.Transport{TLSClientConfig: conf.Clone(), ForceAttemptHTTP2: h2}
+		if !h2 {
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+		}
+		resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://" + addr + "/health")
+		if err != nil {
+			t.Fatalf("GET /health (h2 %v): %v", h2, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !bytes.Contains(body, []byte(`"status":"OK"`)) || (resp.ProtoMajor == 2) != h2 {
+			t.Fatalf("GET /health (h2 %v): %s %s %s", h2, resp.Proto, resp.Status, body)
+		}
+		tr.CloseIdleConnections()
+	}
+}
+
+// TestServeSelfSignedPinned: `nexy serve` with tls.mode = "self-signed"
+// prints its fingerprint; a gRPC client pinning it completes a turn on the
+// public port, and /health answers on the same port over HTTP/2 and 1.1.
+func TestServeSelfSignedPinned(t *testing.T) {
+	fake := llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "Hello over TLS."}`}})
+	c := startServe(t, "NEXY_LISTEN_ADDRESS=127.0.0.1:0", "NEXY_TLS_MODE=self-signed",
+		"NEXY_LLM_PROVIDER=openai", "NEXY_LLM_BASE_URL="+fake.URL, "NEXY_LLM_MODEL=llama3.2",
+		"NEXY_TTS_PROVIDER=openai", "NEXY_TTS_BASE_URL="+newSpeechServer(t))
+	addr, fp := c.attr(t, "address"), c.attr(t, "fingerprint_sha256")
+	if got := turnOverTLS(t, addr, pinned(fp)); got != "Hello over TLS." {
+		t.Errorf("answer over TLS: %q", got)
+	}
+	getHealth(t, addr, pinned(fp))
+	// The update feed is served on the same port.
+	resp, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: pinned(fp)}, Timeout: 10 * time.Second}).Get("https://" + addr + "/updates/appcast.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Contains(body, []byte("<rss")) || resp.Header.Get("Cache-Control") != "public, max-age=60" {
+		t.Errorf("appcast on the public port: %s %q %s", resp.Status, resp.Header.Get("Cache-Control"), body)
+	}
+	// A client pinning another certificate is refused.
+	if _, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: pinned(strings.Repeat("00", 32))}}).Get("https://" + addr + "/health"); err == nil {
+		t.Error("a wrong pin was accepted")
+	}
+	out := c.stop(t)
+	for _, want := range []string{"tls_mode=self-signed", "Server stopped"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("serve log lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// Plaintext on a public address is refused at start, naming the setting.
+func TestServeRefusesPublicPlaintext(t *testing.T) {
+	var stderr bytes.Buffer
+	t.Setenv("NEXY_LISTEN_ADDRESS", "0.0.0.0:0")
+	t.Setenv("NEXY_TLS_MODE", "off")
+	code := run([]string{"serve"}, &bytes.Buffer{}, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "tls.allow_plaintext_public") {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+}
