@@ -9,7 +9,9 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/nexy-server/nexy/internal/acmetest"
 	"github.com/nexy-server/nexy/llm/llmtest"
 	pb "github.com/nexy-server/nexy/proto"
 )
@@ -217,5 +220,38 @@ func TestServeRefusesPublicPlaintext(t *testing.T) {
 	code := run([]string{"serve"}, &bytes.Buffer{}, &stderr)
 	if code != 1 || !strings.Contains(stderr.String(), "tls.allow_plaintext_public") {
 		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+}
+
+// TestServeACME: `nexy serve` with tls.mode = "acme" obtains a real
+// certificate from a local ACME server (Pebble, which solves the
+// TLS-ALPN-01 challenge against the server's public port); a TLS client
+// trusting only Pebble's root then completes a gRPC turn and fetches
+// /health on that same port.
+func TestServeACME(t *testing.T) {
+	for k, v := range acmetest.Env {
+		t.Setenv(k, v)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close() // the child binds it; the ACME server must know it first
+	peb := acmetest.StartPebble(t, io.Discard, acmetest.StartDNS(t), 80, port)
+	fake := llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "Hello from an ACME certificate."}`}})
+	c := startServe(t, fmt.Sprintf("NEXY_LISTEN_ADDRESS=127.0.0.1:%d", port), "NEXY_TLS_MODE=acme", "NEXY_TLS_DOMAINS=nexy.test",
+		"NEXY_TLS_CA_URL="+peb.DirURL, "NEXY_TLS_CA_ROOTS="+peb.RootsPEM,
+		"NEXY_LLM_PROVIDER=openai", "NEXY_LLM_BASE_URL="+fake.URL, "NEXY_LLM_MODEL=llama3.2",
+		"NEXY_TTS_PROVIDER=openai", "NEXY_TTS_BASE_URL="+newSpeechServer(t))
+	conf := &tls.Config{RootCAs: peb.IssuingRoot(t), ServerName: "nexy.test"}
+	addr := c.attr(t, "address")
+	if got := turnOverTLS(t, addr, conf); got != "Hello from an ACME certificate." {
+		t.Errorf("answer over ACME TLS: %q", got)
+	}
+	getHealth(t, addr, conf)
+	out := c.stop(t)
+	if !strings.Contains(out, "tls_mode=acme") {
+		t.Errorf("serve log lacks the TLS mode:\n%s", out)
 	}
 }

@@ -3,16 +3,11 @@ package ingress
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -21,97 +16,9 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
-	"github.com/letsencrypt/pebble/v2/ca"
-	"github.com/letsencrypt/pebble/v2/db"
-	"github.com/letsencrypt/pebble/v2/va"
-	"github.com/letsencrypt/pebble/v2/wfe"
-	"github.com/miekg/dns"
+
+	"github.com/nexy-server/nexy/internal/acmetest"
 )
-
-// certTestDNS is a DNS server (TCP, as pebble's VA asks) that resolves
-// every name to 127.0.0.1, so the VA reaches the test's listeners.
-func certTestDNS(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	srv := &dns.Server{
-		Listener:          ln,
-		NotifyStartedFunc: func() { close(started) },
-		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-			m := new(dns.Msg)
-			m.SetReply(r)
-			for _, q := range r.Question {
-				if q.Qtype == dns.TypeA {
-					m.Answer = append(m.Answer, &dns.A{
-						Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET},
-						A:   net.IPv4(127, 0, 0, 1),
-					})
-				}
-			}
-			w.WriteMsg(m)
-		}),
-	}
-	go srv.ActivateAndServe()
-	<-started
-	t.Cleanup(func() { srv.Shutdown() })
-	return ln.Addr().String()
-}
-
-// certTestPebble is an in-process Pebble ACME server.
-type certTestPebble struct {
-	dirURL   string // ACME directory, https://127.0.0.1:port/dir
-	rootsPEM string // file with the root of the directory's HTTPS certificate
-	mgmt     *httptest.Server
-}
-
-// startCertTestPebble wires Pebble as its cmd/pebble does, with the VA
-// validating HTTP-01 on httpPort and TLS-ALPN-01 on tlsPort of whatever
-// resolver resolves (127.0.0.1).
-func startCertTestPebble(t *testing.T, logw io.Writer, resolver string, httpPort, tlsPort int) *certTestPebble {
-	t.Helper()
-	logger := log.New(logw, "pebble ", log.Lmicroseconds)
-	store := db.NewMemoryStore()
-	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})
-	validator := va.New(logger, httpPort, tlsPort, false, resolver, store)
-	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
-
-	// httptest's own certificate (127.0.0.1, self-signed) stands in for
-	// the ACME server's HTTPS certificate; its PEM is tls.ca_roots.
-	dir := httptest.NewUnstartedServer(front.Handler())
-	dir.StartTLS()
-	t.Cleanup(dir.Close)
-	mgmt := httptest.NewTLSServer(front.ManagementHandler())
-	t.Cleanup(mgmt.Close)
-
-	roots := filepath.Join(t.TempDir(), "acme-roots.pem")
-	if err := os.WriteFile(roots, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: dir.Certificate().Raw}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return &certTestPebble{dirURL: dir.URL + wfe.DirectoryPath, rootsPEM: roots, mgmt: mgmt}
-}
-
-// issuingRoot is the root Pebble signs certificates with, from its
-// management interface.
-func (p *certTestPebble) issuingRoot(t *testing.T) *x509.CertPool {
-	t.Helper()
-	resp, err := p.mgmt.Client().Get(p.mgmt.URL + wfe.RootCertPath + "0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("pebble root: %d %v", resp.StatusCode, err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(body) {
-		t.Fatalf("pebble root is not PEM: %q", body)
-	}
-	return pool
-}
 
 func certTestListen(t *testing.T) (net.Listener, int) {
 	t.Helper()
@@ -136,7 +43,7 @@ func TestACME(t *testing.T) {
 	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
 	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
 	t.Setenv("PEBBLE_AUTHZREUSE", "0")
-	resolver := certTestDNS(t)
+	resolver := acmetest.StartDNS(t)
 
 	for _, tc := range []struct {
 		name string
@@ -154,13 +61,13 @@ func TestACME(t *testing.T) {
 			// The server's listeners exist before NewCerts, as in serve.
 			tlsLn, tlsPort := certTestListen(t)
 			httpLn, httpPort := certTestListen(t)
-			pebble := startCertTestPebble(t, logs, resolver, httpPort, tlsPort)
+			pebble := acmetest.StartPebble(t, logs, resolver, httpPort, tlsPort)
 
 			cfg := certTestConfig(t, "acme")
 			cfg.TLS.Domains = "nexy.test"
 			cfg.TLS.Email = "ops@nexy.test"
-			cfg.TLS.CAURL = pebble.dirURL
-			cfg.TLS.CARoots = pebble.rootsPEM
+			cfg.TLS.CAURL = pebble.DirURL
+			cfg.TLS.CARoots = pebble.RootsPEM
 			cfg.Listen.Address = tlsLn.Addr().String()
 			var opts certOptions
 			if tc.http {
@@ -216,7 +123,7 @@ func TestACME(t *testing.T) {
 			}
 
 			// The first handshake waits for issuance.
-			client := &tls.Config{RootCAs: pebble.issuingRoot(t), ServerName: "nexy.test", NextProtos: []string{"h2", "http/1.1"}}
+			client := &tls.Config{RootCAs: pebble.IssuingRoot(t), ServerName: "nexy.test", NextProtos: []string{"h2", "http/1.1"}}
 			d := &tls.Dialer{Config: client}
 			conn, err := d.DialContext(ctx, "tcp", tlsLn.Addr().String())
 			if err != nil {
