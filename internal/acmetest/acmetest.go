@@ -112,4 +112,3 @@ func (p *Pebble) IssuingRoot(t testing.TB) *x509.CertPool {
 	}
 	return pool
 }
-
