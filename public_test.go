@@ -4,17 +4,24 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -253,5 +260,92 @@ func TestServeACME(t *testing.T) {
 	out := c.stop(t)
 	if !strings.Contains(out, "tls_mode=acme") {
 		t.Errorf("serve log lacks the TLS mode:\n%s", out)
+	}
+}
+
+// writePair writes a fresh self-made certificate for 127.0.0.1 and its key
+// as PEM files, and returns a client config that trusts exactly it.
+func writePair(t *testing.T, certFile, keyFile string) *tls.Config {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: "files mode"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), DNSNames: []string{"nexy.lan"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	if err := os.WriteFile(keyFile+".tmp", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(certFile+".tmp", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Renamed into place, as certbot and friends do: never a half-written file.
+	if err := errors.Join(os.Rename(keyFile+".tmp", keyFile), os.Rename(certFile+".tmp", certFile)); err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return &tls.Config{RootCAs: pool, ServerName: "nexy.lan"}
+}
+
+// TestServeFilesModeReloadsOnSIGHUP: tls.mode = "files" serves the given
+// pair (a client pinning it completes a turn); after the files are replaced
+// and SIGHUP is sent, new connections get the new certificate while a
+// connection opened before keeps working.
+func TestServeFilesModeReloadsOnSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	first := writePair(t, certFile, keyFile)
+	fake := llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "Files mode works."}`}})
+	c := startServe(t, "NEXY_LISTEN_ADDRESS=127.0.0.1:0", "NEXY_TLS_MODE=files", "NEXY_TLS_CERT_FILE="+certFile, "NEXY_TLS_KEY_FILE="+keyFile,
+		"NEXY_LLM_PROVIDER=openai", "NEXY_LLM_BASE_URL="+fake.URL, "NEXY_LLM_MODEL=llama3.2",
+		"NEXY_TTS_PROVIDER=openai", "NEXY_TTS_BASE_URL="+newSpeechServer(t))
+	addr := c.attr(t, "address")
+	if got := turnOverTLS(t, addr, first); got != "Files mode works." {
+		t.Errorf("answer in files mode: %q", got)
+	}
+	old, err := tls.Dial("tcp", addr, first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer old.Close()
+
+	second := writePair(t, certFile, keyFile)
+	if err := c.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		conn, err := tls.Dial("tcp", addr, second)
+		if err == nil {
+			conn.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the new certificate is not served after SIGHUP: %v\n%s", err, c.log.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	getHealth(t, addr, second)
+	// The connection made with the old certificate still works.
+	if _, err := old.Write([]byte("GET /health HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	_ = old.SetReadDeadline(time.Now().Add(5 * time.Second))
+	reply, err := bufio.NewReader(old).ReadString('\n')
+	if err != nil || !strings.HasPrefix(reply, "HTTP/1.1 200") {
+		t.Errorf("the connection opened before the reload: %q %v", reply, err)
+	}
+	if out := c.stop(t); !strings.Contains(out, "tls_reload") {
+		t.Errorf("no reload line in the log:\n%s", out)
 	}
 }
