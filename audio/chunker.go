@@ -12,8 +12,10 @@ import (
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, MaxChunkBytes); return &b }}
 
 // Recycle gives a chunk returned by Next back for reuse. Call it only when
-// nothing refers to the chunk any more (e.g. after the gRPC Send returned,
-// which has serialized it); never recycling is also correct.
+// nothing refers to the chunk any more: a chunk that never reached a gRPC
+// Send, or a silent one that was skipped. After Send it is not safe when a
+// stats handler may still hold the message, so the server does not recycle
+// sent chunks. Never recycling is always correct.
 func Recycle(chunk []byte) {
 	if cap(chunk) != MaxChunkBytes {
 		return

@@ -77,6 +77,8 @@ func (m *masker) mask(v string) string {
 
 // decision writes one decision line.
 func (s *service) decision(level slog.Level, method, decision string, start time.Time, attrs ...any) {
+	// Counted whatever the log level: method and decision come from fixed sets in code.
+	s.metrics.decisions.WithLabelValues(method, decision).Inc()
 	if !s.log.Enabled(context.Background(), level) {
 		return
 	}

@@ -89,6 +89,7 @@ type instruments struct {
 	providerRetries *prometheus.CounterVec
 	memoryUpdates   *prometheus.CounterVec
 	httpRequests    *prometheus.CounterVec
+	decisions       *prometheus.CounterVec
 
 	stages map[string]*sketch // per stage, for percentiles in /status and the summary
 	mask   func(string) string
@@ -131,6 +132,7 @@ func newMetrics(active, streams func() int, secrets []string) *instruments {
 	m.conns = prometheus.NewGauge(prometheus.GaugeOpts{Name: "nexy_grpc_connections", Help: "Open gRPC client connections."})
 	m.reg.MustRegister(m.conns)
 	m.errs = f.counter("nexy_errors_total", "Failed gRPC requests by method and error type (SPEC §6 taxonomy: validation_failed, stream_limit_exceeded, timeout, unavailable, cancelled_by_user, internal, …).", "method", "kind")
+	m.decisions = f.counter("nexy_decisions_total", "Decisions the server logged (one per request outcome), by method and decision.", "method", "decision")
 	m.refusals = f.counter("nexy_admission_refusals_total", "Requests refused by admission control, by reason (stream_limit_exceeded, device_limit_exceeded, rate_limit_exceeded, collect_limit_exceeded).", "reason")
 	m.turns = f.counter("nexy_turns_total", "Turns (admitted StreamAudio COMMITs) that ended, by outcome: complete, cancelled, failed.", "outcome")
 	m.stageSeconds = f.histogram("nexy_turn_stage_seconds", "Time from a turn's arrival until each stage: admitted, llm_first_token, first_segment, tts_first_byte, first_audio_sent, last_chunk_sent (complete turns only).", latencyBuckets, "stage")

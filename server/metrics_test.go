@@ -172,6 +172,7 @@ func TestMetricsStatusAndSummary(t *testing.T) {
 		{"nexy_provider_errors_total", []string{"provider", "llm", "kind", "unavailable"}, 2},
 		{"nexy_provider_retries_total", []string{"provider", "llm", "kind", "unavailable"}, 1},
 		{"nexy_provider_errors_total", []string{"provider", "tts"}, 0},
+		{"nexy_decisions_total", []string{"method", "StreamAudio", "decision", "complete"}, 2},
 		{"nexy_active_turns", nil, 0},
 		{"nexy_build_info", nil, 1},
 	} {
