@@ -349,3 +349,41 @@ func TestServeFilesModeReloadsOnSIGHUP(t *testing.T) {
 		t.Errorf("no reload line in the log:\n%s", out)
 	}
 }
+
+// TestServeGrpcioClientPinned runs the shipped app's own gRPC stack, grpcio
+// (gRPC C-core with BoringSSL), against `nexy serve` in self-signed mode,
+// pinning the server's PEM as its only root with a target name override,
+// as the app's "production" entry does. .ci/run installs python3-grpcio;
+// elsewhere the test skips unless NEXY_REQUIRE_GRPCIO=1.
+func TestServeGrpcioClientPinned(t *testing.T) {
+	python := grpcioPython()
+	if python == "" {
+		if os.Getenv("NEXY_REQUIRE_GRPCIO") == "1" {
+			t.Fatal("python3-grpcio is required (NEXY_REQUIRE_GRPCIO=1) but not importable")
+		}
+		t.Skip("python3 with grpcio not installed; .ci/run installs python3-grpcio")
+	}
+	fake := llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "Hello, grpcio."}`}})
+	c := startServe(t, "NEXY_LISTEN_ADDRESS=127.0.0.1:0", "NEXY_TLS_MODE=self-signed", "NEXY_TLS_DOMAINS=nexy.lan",
+		"NEXY_LLM_PROVIDER=openai", "NEXY_LLM_BASE_URL="+fake.URL, "NEXY_LLM_MODEL=llama3.2",
+		"NEXY_TTS_PROVIDER=openai", "NEXY_TTS_BASE_URL="+newSpeechServer(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, python, filepath.Join("testdata", "grpcio_client.py"),
+		c.attr(t, "address"), c.attr(t, "cert_file"), "nexy.lan").CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("OK: text, audio and end_message")) {
+		t.Fatalf("grpcio client: %v\n%s", err, out)
+	}
+	c.stop(t)
+}
+
+// grpcioPython is a Python that can import grpc: the one on PATH, else the
+// system's (where apt installs python3-grpcio); "" when there is none.
+func grpcioPython() string {
+	for _, p := range []string{"python3", "/usr/bin/python3"} {
+		if exec.Command(p, "-c", "import grpc").Run() == nil {
+			return p
+		}
+	}
+	return ""
+}
