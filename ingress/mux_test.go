@@ -27,7 +27,9 @@ import (
 )
 
 // testCert is a throwaway certificate for 127.0.0.1, made at test time.
-func testCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
+func testCert(t *testing.T) (tls.Certificate, *x509.CertPool) { return testCertTB(t) }
+
+func testCertTB(t testing.TB) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -56,7 +58,7 @@ type muxServers struct {
 	stop func()
 }
 
-func startMux(t *testing.T, tlsConf *tls.Config) *muxServers {
+func startMux(t testing.TB, tlsConf *tls.Config) *muxServers {
 	t.Helper()
 	gs := grpc.NewServer()
 	healthpb.RegisterHealthServer(gs, health.NewServer())
