@@ -32,7 +32,20 @@ func (e *turnError) Error() string {
 func (e *turnError) Unwrap() error { return e.err }
 
 // status is the gRPC status sent to the client: the user-facing message only.
-func (e *turnError) status() error { return status.Error(e.code, e.msg) }
+func (e *turnError) status() error { return &statusError{kind: e.kind, st: status.New(e.code, e.msg)} }
+
+// statusError is a turnError as an RPC's final status. grpc-go sends its
+// GRPCStatus and hands the error itself to stats handlers, so the metrics
+// read the kind from here instead of parsing the message.
+type statusError struct {
+	kind string
+	st   *status.Status
+}
+
+func (e *statusError) Error() string { return e.st.Err().Error() }
+
+// GRPCStatus is what grpc-go sends to the client.
+func (e *statusError) GRPCStatus() *status.Status { return e.st }
 
 func invalid(format string, args ...any) *turnError {
 	return &turnError{code: codes.InvalidArgument, kind: "validation_failed", msg: fmt.Sprintf(format, args...)}

@@ -47,22 +47,23 @@ func (m *masker) replace(groups []string, a slog.Attr) slog.Attr {
 		a.Key = "ts"
 		return a
 	}
-	if a.Value.Kind() == slog.KindString && len(a.Value.String()) > maxLogValue {
-		v := a.Value.String()
-		a = slog.String(a.Key, fmt.Sprintf("%s(%d bytes)", truncate(v, maxLogValue), len(v)))
+	if a.Value.Kind() != slog.KindString || a.Value.String() == "" {
+		return a
 	}
 	key := strings.ToLower(a.Key)
 	for _, s := range secretAttrs {
-		if strings.Contains(key, s) && a.Value.Kind() == slog.KindString && a.Value.String() != "" {
+		if strings.Contains(key, s) {
 			return slog.String(a.Key, "****")
 		}
 	}
-	if a.Value.Kind() == slog.KindString {
-		if v := a.Value.String(); v != "" {
-			if masked := m.mask(v); masked != v {
-				return slog.String(a.Key, masked)
-			}
-		}
+	// Masked before it is cut: a secret across the cut would leave its
+	// first bytes unmasked.
+	v := m.mask(a.Value.String())
+	if len(v) > maxLogValue {
+		v = fmt.Sprintf("%s(%d bytes)", truncate(v, maxLogValue), len(v))
+	}
+	if v != a.Value.String() {
+		return slog.String(a.Key, v)
 	}
 	return a
 }

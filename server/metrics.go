@@ -2,10 +2,10 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"math"
 	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -179,19 +179,17 @@ func rpcMethodLabel(fullMethod string) string {
 	return "other"
 }
 
-// errorKind recovers the taxonomy type (SPEC §6) from the status an RPC
-// ended with. Every failure is classified once into a *turnError whose
-// status carries the code, and a refusal's message starts with its kind
-// (see exhausted), so this inverts the table; statuses grpc-go makes itself
-// fall in with the nearest type.
-func errorKind(st *status.Status) string {
-	switch st.Code() {
-	case codes.ResourceExhausted:
-		if k, _, ok := strings.Cut(st.Message(), ":"); ok && refusalKinds[k] {
-			return k
-		}
-		return "validation_failed" // grpc-go: a message over limits.max_message_bytes
-	case codes.InvalidArgument, codes.Unimplemented:
+// errorKind is the taxonomy type (SPEC §6) of the error an RPC ended with:
+// the kind a *turnError carried (every failure of ours is classified once,
+// at the edge, into one), else the nearest type for a status grpc-go made
+// itself (a message over limits.max_message_bytes, a cancelled stream).
+func errorKind(err error) string {
+	var se *statusError
+	if errors.As(err, &se) {
+		return se.kind
+	}
+	switch status.Code(err) {
+	case codes.ResourceExhausted, codes.InvalidArgument, codes.Unimplemented:
 		return "validation_failed"
 	case codes.PermissionDenied:
 		return "quota_exceeded"
@@ -218,7 +216,7 @@ func (m *instruments) rpcEnded(method string, d time.Duration, err error) {
 	if err == nil {
 		return
 	}
-	kind := errorKind(st)
+	kind := errorKind(err)
 	m.errs.WithLabelValues(method, kind).Inc()
 	refused := refusalKinds[kind]
 	if refused {
@@ -274,7 +272,7 @@ func turnOutcome(ctx context.Context, err error) string {
 // timeout or unavailable for speech.
 func (m *instruments) providerFailed(provider, kind string, err error) {
 	m.providerErrs.WithLabelValues(provider, kind).Inc()
-	msg := m.mask(truncate(err.Error(), maxStatusMessage))
+	msg := truncate(m.mask(err.Error()), maxStatusMessage) // masked first: a cut must not split a secret
 	m.mu.Lock()
 	m.lastErr[provider] = providerError{At: time.Now().UTC(), Kind: kind, Message: msg}
 	m.mu.Unlock()

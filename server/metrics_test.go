@@ -404,7 +404,7 @@ func TestErrorKindFromStatus(t *testing.T) {
 		{status.Error(codes.Internal, "x"), "internal"},
 		{errors.New("plain"), "internal"},
 	} {
-		if got := errorKind(status.Convert(c.err)); got != c.want {
+		if got := errorKind(c.err); got != c.want {
 			t.Errorf("%v → %s, want %s", c.err, got, c.want)
 		}
 	}

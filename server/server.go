@@ -99,7 +99,8 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps) (*Server, error) {
 	if deps.LLM == nil && deps.LLMMissing == "" {
 		deps.LLMMissing = "no LLM provider is configured"
 	}
-	s := &Server{cfg: cfg, log: log, svc: newService(cfg, log, deps)}
+	// Uptime counts from here: the public port may answer /status before Serve runs.
+	s := &Server{cfg: cfg, log: log, svc: newService(cfg, log, deps), start: time.Now()}
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.Limits.MaxMessageBytes),
 		grpc.MaxSendMsgSize(cfg.Limits.MaxMessageBytes),
@@ -177,7 +178,6 @@ func (s *Server) Serve(ctx context.Context) error {
 		defer wg.Done()
 		s.svc.collect.sweepEvery(sweepCtx, sweepInterval(s.cfg.Limits.CollectTTL.Duration))
 	}()
-	s.start = time.Now()
 	wg.Add(1)
 	go func() { defer wg.Done(); s.runMetricsSummary(sweepCtx) }()
 	grpcLns, httpLns := s.extraGRPC, s.extraHTTP
