@@ -27,7 +27,9 @@ type public struct {
 	redirect *http.Server
 	redirLn  net.Listener
 	log      *slog.Logger
-	done     chan struct{}
+	done     chan struct{} // closed when the accept loop has ended
+	drained  chan struct{} // closed when the public port has drained
+	stopHUP  chan struct{}
 }
 
 // openPublic prepares the certificates and binds the public ports, and
@@ -58,7 +60,8 @@ func openPublic(ctx context.Context, cfg *config.Config, srv *server.Server, log
 	if p.certs != nil {
 		tlsConf = p.certs.TLSConfig()
 	}
-	if p.mux, err = ingress.NewMux(ln, tlsConf, srv.HTTPServer(), log); err != nil {
+	opts := ingress.MuxOptions{HandshakeTimeout: cfg.Listen.HandshakeTimeout.Duration, FirstRequestTimeout: cfg.Listen.FirstRequestTimeout.Duration}
+	if p.mux, err = ingress.NewMux(ln, tlsConf, srv.HTTPServer(), opts, log); err != nil {
 		p.closeListeners(ln)
 		p.close()
 		return nil, err
@@ -83,58 +86,70 @@ func (p *public) describe() []any {
 }
 
 // start serves the public ports until ctx ends, and reloads the
-// certificate files on SIGHUP.
-func (p *public) start(ctx context.Context) {
+// certificate files on SIGHUP. If a public port fails, fail is called (the
+// server then stops: a server without its public port must be restarted).
+// When ctx ends the public port drains alongside the server, within grace.
+func (p *public) start(ctx context.Context, grace time.Duration, fail func(error)) {
+	p.drained = make(chan struct{})
+	p.stopHUP = make(chan struct{})
 	if p.mux == nil {
+		close(p.drained)
 		return
 	}
 	go func() {
 		defer close(p.done)
 		if err := p.mux.Serve(ctx); err != nil {
-			p.log.Error("The public port stopped", "scope", "server", "decision", "public_failed", "error", err.Error())
+			fail(fmt.Errorf("the public port stopped: %w", err))
 		}
 	}()
 	if p.redirect != nil {
 		go func() {
 			if err := p.redirect.Serve(p.redirLn); !errors.Is(err, http.ErrServerClosed) {
-				p.log.Error("The redirect port stopped", "scope", "server", "decision", "public_failed", "error", err.Error())
+				fail(fmt.Errorf("the redirect port stopped: %w", err))
 			}
 		}()
 	}
-	if p.certs == nil {
-		return
-	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	go func() {
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-hup:
-				if err := p.certs.Reload(); err != nil {
-					p.log.Error("Certificate reload failed: still serving the old one", "scope", "server", "decision", "tls_reload", "error", err.Error())
-				} else {
-					p.log.Info("Certificates reloaded (SIGHUP)", "scope", "server", "decision", "tls_reload")
-				}
-			case <-ctx.Done():
-				return
-			}
+	context.AfterFunc(ctx, func() {
+		defer close(p.drained)
+		dctx, cancel := context.WithTimeout(context.Background(), grace)
+		defer cancel()
+		<-p.done // the accept loop has ended (ctx closed its listener)
+		if p.redirect != nil {
+			_ = p.redirect.Shutdown(dctx)
 		}
-	}()
+		p.mux.Shutdown(dctx)
+	})
+	if p.certs != nil {
+		go p.reloadOnHUP()
+	}
 }
 
-// shutdown waits (within grace) for the connections the public port serves
-// itself; the gRPC and HTTP servers have drained theirs in Serve.
-func (p *public) shutdown(grace time.Duration) {
-	ctx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	if p.redirect != nil {
-		_ = p.redirect.Shutdown(ctx)
+// reloadOnHUP reloads the certificate files on SIGHUP until shutdown has
+// finished (a renewal hook's SIGHUP during the drain must not kill the
+// process before the stores are flushed).
+func (p *public) reloadOnHUP() {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			if err := p.certs.Reload(); err != nil {
+				p.log.Error("Certificate reload failed: still serving the old one", "scope", "server", "decision", "tls_reload", "error", err.Error())
+			} else {
+				p.log.Info("Certificates reloaded (SIGHUP)", "scope", "server", "decision", "tls_reload")
+			}
+		case <-p.stopHUP:
+			return
+		}
 	}
-	if p.mux != nil {
-		p.mux.Shutdown(ctx)
-		<-p.done
-	}
+}
+
+// wait returns once the public port has drained (it began when the
+// server's context ended), then releases the certificates.
+func (p *public) wait() {
+	<-p.drained
+	close(p.stopHUP)
 	p.close()
 }
 

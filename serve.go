@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -66,14 +67,20 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := stopOnSignal(log)
 	defer stop()
+	// A failing public port stops the server too, with an error.
+	ctx, fail := context.WithCancelCause(ctx)
+	defer fail(nil)
 	pub, err := openPublic(ctx, &cfg.Config, srv, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "nexy:", err)
 		return 1
 	}
-	pub.start(ctx)
+	pub.start(ctx, cfg.Limits.GracePeriod.Duration, fail)
 	err = srv.Serve(ctx)
-	pub.shutdown(cfg.Limits.GracePeriod.Duration)
+	pub.wait()
+	if cause := context.Cause(ctx); err == nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		err = cause
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "nexy:", err)
 		return 1

@@ -44,6 +44,12 @@ type Listen struct {
 	// HTTPRedirect is the plaintext port that answers ACME HTTP-01
 	// challenges and redirects everything else to HTTPS ("" = off).
 	HTTPRedirect string `toml:"http_redirect"`
+	// HandshakeTimeout bounds a new connection's TLS handshake and HTTP/2
+	// preface on listen.address.
+	HandshakeTimeout Duration `toml:"handshake_timeout"`
+	// FirstRequestTimeout bounds how long a connection on listen.address may
+	// stay open before its first request (apps connect ahead and wait).
+	FirstRequestTimeout Duration `toml:"first_request_timeout"`
 }
 
 // TLS selects how the public listener (listen.address) gets its certificate.
@@ -253,7 +259,7 @@ func dur(d time.Duration) Duration { return Duration{d} }
 func Default(profile string) Config {
 	c := Config{
 		Server: Server{Profile: "dev", DataDir: "./data"},
-		Listen: Listen{GRPCPlain: "127.0.0.1:50051", HTTPPlain: "127.0.0.1:8080"},
+		Listen: Listen{GRPCPlain: "127.0.0.1:50051", HTTPPlain: "127.0.0.1:8080", HandshakeTimeout: dur(10 * time.Second), FirstRequestTimeout: dur(10 * time.Minute)},
 		TLS:    TLS{Mode: "off"},
 		LLM: LLM{
 			Provider: "gemini", Model: "gemini-2.5-flash-lite", Timeout: dur(60 * time.Second), FirstTokenTimeout: dur(30 * time.Second),
@@ -285,7 +291,7 @@ func Default(profile string) Config {
 	if profile == "prod" {
 		c.Server.Profile = "prod"
 		c.Server.DataDir = "/var/lib/nexy"
-		c.Listen = Listen{Address: ":443", HTTPRedirect: ":80"}
+		c.Listen.GRPCPlain, c.Listen.HTTPPlain, c.Listen.Address, c.Listen.HTTPRedirect = "", "", ":443", ":80"
 		c.TLS.Mode = "acme"
 		c.Limits.MaxConcurrentStreams = 200
 		c.Limits.MaxRatePerSecond = 1

@@ -67,6 +67,12 @@ func (c *Config) validateListen() error {
 			return keyErr(key, "%v", err)
 		}
 	}
+	if err := firstErr([]error{
+		durIn("listen.handshake_timeout", l.HandshakeTimeout, time.Second, 5*time.Minute),
+		durIn("listen.first_request_timeout", l.FirstRequestTimeout, time.Second, 24*time.Hour),
+	}); err != nil {
+		return err
+	}
 	if l.HTTPRedirect != "" {
 		if _, _, err := net.SplitHostPort(l.HTTPRedirect); err != nil {
 			return keyErr("listen.http_redirect", "%q is not host:port (e.g. \":80\")", l.HTTPRedirect)

@@ -21,11 +21,6 @@ import (
 	"golang.org/x/net/http2/hpack"
 )
 
-// sortTimeout bounds the TLS handshake and the look at the first request of
-// a new connection: a client that connects and says nothing holds a
-// goroutine at most this long.
-const sortTimeout = 10 * time.Second
-
 // maxSniff bounds the bytes read to find the first request's headers.
 const maxSniff = 64 << 10
 
@@ -36,6 +31,7 @@ const maxSniff = 64 << 10
 // connections are served with the HTTP server's handler; HTTP/1.1 goes to
 // HTTP() for the HTTP server. One port, one certificate, every protocol.
 type Mux struct {
+	opts    MuxOptions
 	ln      net.Listener
 	tlsConf *tls.Config // nil: plaintext (tls.mode = "off")
 	log     *slog.Logger
@@ -44,9 +40,22 @@ type Mux struct {
 	http    *connListener
 	h2      *http2.Server
 
-	mu    sync.Mutex
-	conns map[net.Conn]struct{} // connections being sorted or served here, for the forced close
-	wg    sync.WaitGroup
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{} // connections being sorted or served here, for the forced close
+	closing  bool                  // Shutdown has begun: no new HTTP/2 connection is served here
+	wg       sync.WaitGroup        // routing and serving goroutines
+	handlers sync.WaitGroup        // HTTP/2 requests being handled here
+}
+
+// MuxOptions are the public port's time limits (listen.* settings).
+type MuxOptions struct {
+	// HandshakeTimeout bounds the TLS handshake and the client's HTTP/2
+	// preface: a client that connects and says nothing is dropped after it.
+	HandshakeTimeout time.Duration
+	// FirstRequestTimeout bounds the wait for an HTTP/2 connection's first
+	// request. gRPC clients connect ahead and may stay idle until the user
+	// speaks, so it is long.
+	FirstRequestTimeout time.Duration
 }
 
 // NewMux serves the public port on ln, already bound (certmagic must find
@@ -55,12 +64,12 @@ type Mux struct {
 // the HTTP server: HTTP/2 connections that are not gRPC are served with its
 // handler, and its Shutdown tells them to finish (GOAWAY); NewMux prepares it
 // for that, so call NewMux before srv serves.
-func NewMux(ln net.Listener, tlsConf *tls.Config, srv *http.Server, log *slog.Logger) (*Mux, error) {
+func NewMux(ln net.Listener, tlsConf *tls.Config, srv *http.Server, opts MuxOptions, log *slog.Logger) (*Mux, error) {
 	h2 := &http2.Server{}
 	if err := http2.ConfigureServer(srv, h2); err != nil {
 		return nil, fmt.Errorf("ingress: %w", err)
 	}
-	return &Mux{ln: ln, tlsConf: tlsConf, log: log, srv: srv, grpc: newConnListener(ln.Addr()), http: newConnListener(ln.Addr()),
+	return &Mux{opts: opts, ln: ln, tlsConf: tlsConf, log: log, srv: srv, grpc: newConnListener(ln.Addr()), http: newConnListener(ln.Addr()),
 		h2: h2, conns: map[net.Conn]struct{}{}}, nil
 }
 
@@ -98,14 +107,19 @@ func (m *Mux) Serve(ctx context.Context) error {
 	}
 }
 
-// Shutdown stops accepting and waits for the connections served here until
-// ctx ends, then closes them. The gRPC and HTTP servers drain their own.
+// Shutdown stops accepting and waits for the connections served here (and
+// their requests) until ctx ends, then closes them. The gRPC and HTTP
+// servers drain their own; HTTP/2 connections served here were told to
+// finish by the HTTP server's Shutdown. Call it after Serve has returned.
 func (m *Mux) Shutdown(ctx context.Context) {
 	m.ln.Close()
 	m.grpc.Close()
 	m.http.Close()
+	m.mu.Lock()
+	m.closing = true
+	m.mu.Unlock()
 	done := make(chan struct{})
-	go func() { m.wg.Wait(); close(done) }()
+	go func() { m.wg.Wait(); m.handlers.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -123,7 +137,7 @@ func (m *Mux) Shutdown(ctx context.Context) {
 func (m *Mux) route(raw net.Conn) {
 	m.track(raw, true)
 	defer m.track(raw, false)
-	_ = raw.SetDeadline(time.Now().Add(sortTimeout))
+	_ = raw.SetDeadline(time.Now().Add(m.opts.HandshakeTimeout))
 	conn, proto, err := m.handshake(raw)
 	if err != nil {
 		m.log.Debug("Connection refused at handshake", "scope", "ingress", "decision", "handshake_failed", "remote", raw.RemoteAddr().String(), "error", err.Error())
@@ -184,7 +198,7 @@ func readPrefacePrefix(c net.Conn) ([]byte, error) {
 // then replays what it read to the server that speaks that request.
 func (m *Mux) routeH2(conn, raw net.Conn) {
 	rc := &replayConn{Conn: conn}
-	grpc, err := sniffH2(conn, &rc.buf)
+	grpc, err := sniffH2(conn, &rc.buf, m.opts.FirstRequestTimeout)
 	if err != nil {
 		m.log.Debug("HTTP/2 connection closed before its first request", "scope", "ingress", "decision", "sniff_failed", "remote", conn.RemoteAddr().String(), "error", err.Error())
 		conn.Close()
@@ -204,7 +218,22 @@ func (m *Mux) routeH2(conn, raw net.Conn) {
 	if tc, ok := conn.(*tls.Conn); ok {
 		served = &tlsReplayConn{replayConn: rc, tls: tc}
 	}
-	m.h2.ServeConn(served, &http2.ServeConnOpts{BaseConfig: m.srv, Handler: m.srv.Handler})
+	m.mu.Lock()
+	closing := m.closing
+	m.mu.Unlock()
+	if closing { // too late for the HTTP server's GOAWAY: do not start it
+		rc.Close()
+		return
+	}
+	m.h2.ServeConn(served, &http2.ServeConnOpts{BaseConfig: m.srv, Handler: http.HandlerFunc(m.serveHTTP)})
+}
+
+// serveHTTP runs one request of an HTTP/2 connection served here, counted
+// so Shutdown can wait for it before the stores close.
+func (m *Mux) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	m.handlers.Add(1)
+	defer m.handlers.Done()
+	m.srv.Handler.ServeHTTP(w, r)
 }
 
 func (m *Mux) track(c net.Conn, add bool) {
@@ -223,7 +252,7 @@ func (m *Mux) track(c net.Conn, add bool) {
 // empty SETTINGS frame (the protocol's defaults): gRPC clients send no
 // request before the server's SETTINGS arrive. A second SETTINGS frame from
 // the real server later is allowed by HTTP/2.
-func sniffH2(c net.Conn, buf *bytes.Buffer) (grpc bool, err error) {
+func sniffH2(c net.Conn, buf *bytes.Buffer, firstRequest time.Duration) (grpc bool, err error) {
 	tee := io.TeeReader(io.LimitReader(c, maxSniff), buf)
 	preface := make([]byte, len(http2.ClientPreface))
 	if _, err := io.ReadFull(tee, preface); err != nil {
@@ -238,10 +267,15 @@ func sniffH2(c net.Conn, buf *bytes.Buffer) (grpc bool, err error) {
 	fr := http2.NewFramer(io.Discard, tee)
 	fr.SetMaxReadFrameSize(maxSniff)
 	var block []byte
-	for {
+	for first := true; ; first = false {
 		f, err := fr.ReadFrame()
 		if err != nil {
 			return false, err
+		}
+		if first && firstRequest > 0 {
+			// The preface and SETTINGS came in time: now the client may
+			// wait for its user before the first request.
+			_ = c.SetReadDeadline(time.Now().Add(firstRequest))
 		}
 		switch f := f.(type) {
 		case *http2.HeadersFrame:
@@ -261,7 +295,8 @@ func sniffH2(c net.Conn, buf *bytes.Buffer) (grpc bool, err error) {
 func isGRPC(block []byte) bool {
 	grpc := false
 	dec := hpack.NewDecoder(4096, func(f hpack.HeaderField) {
-		if f.Name == "content-type" && strings.HasPrefix(f.Value, "application/grpc") {
+		// As grpc-go accepts it: application/grpc, +codec or ;params (not grpc-web).
+		if v, ok := strings.CutPrefix(f.Name+"="+f.Value, "content-type=application/grpc"); ok && (v == "" || v[0] == '+' || v[0] == ';') {
 			grpc = true
 		}
 	})
@@ -292,34 +327,39 @@ func (c *tlsReplayConn) ConnectionState() tls.ConnectionState { return c.tls.Con
 
 // dropFirstSettingsAck passes the client preface and frames through,
 // except the first SETTINGS frame with the ACK flag. It parses frame
-// headers only until then.
+// headers only until then, and streams payloads through: a header that
+// claims a huge frame costs nothing but its 9 bytes.
 type dropFirstSettingsAck struct {
-	r       io.Reader
-	preface int    // bytes of the client preface still to pass on unparsed
-	pending []byte // bytes of the current frame still to pass on
-	done    bool
-	hdr     [9]byte
+	r         io.Reader
+	preface   int    // bytes of the client preface still to pass on unparsed
+	pending   []byte // header bytes of the current frame still to pass on
+	remaining int    // payload bytes of the current frame still to pass on
+	done      bool
+	hdr       [9]byte
 }
 
 func (d *dropFirstSettingsAck) Read(p []byte) (int, error) {
-	if d.done && len(d.pending) == 0 {
-		return d.r.Read(p)
-	}
-	if len(d.pending) > 0 {
+	switch {
+	case len(d.pending) > 0:
 		n := copy(p, d.pending)
 		d.pending = d.pending[n:]
 		return n, nil
-	}
-	if d.preface > 0 {
+	case d.preface > 0:
 		n, err := d.r.Read(p[:min(len(p), d.preface)])
 		d.preface -= n
 		return n, err
+	case d.remaining > 0:
+		n, err := d.r.Read(p[:min(len(p), d.remaining)])
+		d.remaining -= n
+		return n, err
+	case d.done:
+		return d.r.Read(p)
 	}
 	return d.nextFrame(p)
 }
 
 // nextFrame reads one frame header and either drops the frame (the ACK) or
-// passes its header and payload on.
+// passes the header on, its payload to follow.
 func (d *dropFirstSettingsAck) nextFrame(p []byte) (int, error) {
 	if _, err := io.ReadFull(d.r, d.hdr[:]); err != nil {
 		return 0, err
@@ -333,11 +373,7 @@ func (d *dropFirstSettingsAck) nextFrame(p []byte) (int, error) {
 		return d.Read(p)
 	}
 	d.pending = append(d.pending[:0], d.hdr[:]...)
-	payload := make([]byte, length)
-	if _, err := io.ReadFull(d.r, payload); err != nil {
-		return 0, err
-	}
-	d.pending = append(d.pending, payload...)
+	d.remaining = length
 	return d.Read(p)
 }
 

@@ -14,11 +14,13 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -70,7 +72,7 @@ func startMux(t testing.TB, tlsConf *tls.Config) *muxServers {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux, err := NewMux(ln, tlsConf, hs, slog.New(slog.DiscardHandler))
+	mux, err := NewMux(ln, tlsConf, hs, MuxOptions{HandshakeTimeout: 5 * time.Second, FirstRequestTimeout: time.Minute}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +195,7 @@ func FuzzSniffH2(f *testing.F) {
 	f.Fuzz(func(t *testing.T, frames []byte) {
 		in := append([]byte(http2ClientPreface()), frames...)
 		var buf bytes.Buffer
-		_, _ = sniffH2(&pipeConn{r: bytes.NewReader(in)}, &buf)
+		_, _ = sniffH2(&pipeConn{r: bytes.NewReader(in)}, &buf, time.Minute)
 		if !bytes.HasPrefix(in, buf.Bytes()) {
 			t.Fatalf("kept bytes are not what was read")
 		}
@@ -229,3 +231,34 @@ func TestDropFirstSettingsAck(t *testing.T) {
 }
 
 func http2ClientPreface() string { return http2.ClientPreface }
+
+// A frame header that claims 16 MiB costs the filter nothing up front: the
+// payload streams through as it arrives.
+func TestDropFirstSettingsAckStreamsPayloads(t *testing.T) {
+	huge := []byte{0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 1}
+	in := append([]byte(http2ClientPreface()), huge...)
+	d := &dropFirstSettingsAck{r: io.MultiReader(bytes.NewReader(in), strings.NewReader("abc")), preface: len(http2ClientPreface())}
+	out, _ := io.ReadAll(d)
+	if want := append(in, "abc"...); !bytes.Equal(out, want) {
+		t.Fatalf("got %d bytes, want %d", len(out), len(want))
+	}
+	if cap(d.pending) > 64 {
+		t.Fatalf("the filter buffered %d bytes", cap(d.pending))
+	}
+}
+
+func TestIsGRPC(t *testing.T) {
+	enc := func(ct string) []byte {
+		var b bytes.Buffer
+		e := hpack.NewEncoder(&b)
+		_ = e.WriteField(hpack.HeaderField{Name: ":method", Value: "POST"})
+		_ = e.WriteField(hpack.HeaderField{Name: "content-type", Value: ct})
+		return b.Bytes()
+	}
+	for ct, want := range map[string]bool{"application/grpc": true, "application/grpc+proto": true, "application/grpc;charset=utf-8": true,
+		"application/grpc-web": false, "application/json": false, "text/html": false} {
+		if got := isGRPC(enc(ct)); got != want {
+			t.Errorf("%s: %v, want %v", ct, got, want)
+		}
+	}
+}
