@@ -32,6 +32,8 @@ const maxSniff = 64 << 10
 // HTTP() for the HTTP server. One port, one certificate, every protocol.
 type Mux struct {
 	opts    MuxOptions
+	base    context.Context // ends at Shutdown: handshakes waiting for a certificate stop
+	stop    context.CancelFunc
 	ln      net.Listener
 	tlsConf *tls.Config // nil: plaintext (tls.mode = "off")
 	log     *slog.Logger
@@ -69,7 +71,8 @@ func NewMux(ln net.Listener, tlsConf *tls.Config, srv *http.Server, opts MuxOpti
 	if err := http2.ConfigureServer(srv, h2); err != nil {
 		return nil, fmt.Errorf("ingress: %w", err)
 	}
-	return &Mux{opts: opts, ln: ln, tlsConf: tlsConf, log: log, srv: srv, grpc: newConnListener(ln.Addr()), http: newConnListener(ln.Addr()),
+	base, stop := context.WithCancel(context.Background())
+	return &Mux{opts: opts, base: base, stop: stop, ln: ln, tlsConf: tlsConf, log: log, srv: srv, grpc: newConnListener(ln.Addr()), http: newConnListener(ln.Addr()),
 		h2: h2, conns: map[net.Conn]struct{}{}}, nil
 }
 
@@ -118,6 +121,7 @@ func (m *Mux) Shutdown(ctx context.Context) {
 	m.mu.Lock()
 	m.closing = true
 	m.mu.Unlock()
+	m.stop()
 	done := make(chan struct{})
 	go func() { m.wg.Wait(); m.handlers.Wait(); close(done) }()
 	select {
@@ -164,7 +168,11 @@ func (m *Mux) route(raw net.Conn) {
 func (m *Mux) handshake(raw net.Conn) (net.Conn, string, error) {
 	if m.tlsConf != nil {
 		tc := tls.Server(raw, m.tlsConf)
-		if err := tc.Handshake(); err != nil {
+		// The context reaches GetCertificate, which may wait for an ACME
+		// certificate being obtained: bounded like the handshake itself.
+		ctx, cancel := context.WithTimeout(m.base, m.opts.HandshakeTimeout)
+		defer cancel()
+		if err := tc.HandshakeContext(ctx); err != nil {
 			return nil, "", err
 		}
 		return tc, tc.ConnectionState().NegotiatedProtocol, nil
