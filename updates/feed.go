@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"runtime/debug"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -288,13 +289,32 @@ func (p *pass) verify(r *Release) error {
 }
 
 // verifyFile reads the whole artifact: Ed25519 (PureEdDSA, as Sparkle
-// uses it) signs the message itself, not a hash, so it cannot stream.
-// The result is cached by size and mtime, so this happens once per file.
-func verifyFile(file io.Reader, pub ed25519.PublicKey, r *Release) error {
+// uses it) signs the message itself, not a hash, so it cannot stream. A
+// file is mapped, not copied onto the heap. The result is cached by size
+// and mtime, so this happens once per file.
+func verifyFile(file io.Reader, pub ed25519.PublicKey, r *Release) (err error) {
 	verifications.Add(1)
-	data := make([]byte, r.Length)
-	if _, err := io.ReadFull(file, data); err != nil {
-		return fmt.Errorf("%s/%s: %v", DownloadsDir, r.File, bareErr(err))
+	// A mapped file truncated while it is read faults; that must fail this
+	// release, not crash the server.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if recover() != nil {
+			err = fmt.Errorf("%s/%s: the file changed while it was being verified", DownloadsDir, r.File)
+		}
+	}()
+	var data []byte
+	if f, ok := file.(*os.File); ok {
+		mapped, release, err := mapFile(f, r.Length)
+		if err != nil {
+			return fmt.Errorf("%s/%s: %v", DownloadsDir, r.File, bareErr(err))
+		}
+		defer release()
+		data = mapped
+	} else {
+		data = make([]byte, r.Length)
+		if _, err := io.ReadFull(file, data); err != nil {
+			return fmt.Errorf("%s/%s: %v", DownloadsDir, r.File, bareErr(err))
+		}
 	}
 	if err := Verify(pub, data, r); err != nil {
 		return fmt.Errorf("%s/%s: %v", DownloadsDir, r.File, err)
