@@ -44,6 +44,11 @@ type PublishRequest struct {
 // is above the channel's, the signature verifies with the server's public
 // key, and an existing download of that name has the same bytes.
 func Publish(dir string, req PublishRequest) (Release, error) {
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return Release{}, err
+	}
+	defer unlock()
 	if !ValidChannel(req.Channel) {
 		return Release{}, fmt.Errorf("channel %q: want %s or %s", req.Channel, Stable, Beta)
 	}
@@ -122,6 +127,11 @@ func placeArtifact(dir, name string, data []byte) error {
 // over on the new channel. The artifact is verified again with the
 // server's public key first, and the build must be above to's.
 func Promote(dir, from, to string, pub ed25519.PublicKey, now time.Time) (Release, error) {
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return Release{}, err
+	}
+	defer unlock()
 	if !ValidChannel(from) || !ValidChannel(to) || from == to {
 		return Release{}, fmt.Errorf("promote %q to %q: want two different channels (%s, %s)", from, to, Stable, Beta)
 	}
@@ -172,4 +182,27 @@ func verifyPublished(dir string, r *Release, pub ed25519.PublicKey) error {
 func sha256Hex(data []byte) string {
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:])
+}
+
+// lockName is the lock file that keeps two publishes (or promotes) from
+// reading the same manifest and each writing its own version of it.
+const lockName = ".release.lock"
+
+// lockDir takes the updates directory's release lock, without waiting. A
+// lock left by a crashed publish names itself in the error.
+func lockDir(dir string) (unlock func(), err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, lockName)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("another nexy release is running (lock %s; remove it if none is)", path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(f, "pid %d\n", os.Getpid())
+	f.Close()
+	return func() { _ = os.Remove(path) }, nil
 }
