@@ -175,12 +175,26 @@ func (m *Mux) handshake(raw net.Conn) (net.Conn, string, error) {
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return nil, "", err
 		}
-		return tc, tc.ConnectionState().NegotiatedProtocol, nil
+		if proto := tc.ConnectionState().NegotiatedProtocol; proto != "" {
+			return tc, proto, nil
+		}
+		// No ALPN: HTTP/2 with prior knowledge is told apart by its preface.
+		return m.byPreface(tc)
 	}
+	return m.byPreface(raw)
+}
+
+// byPreface is "h2" when the client starts with the HTTP/2 preface (gRPC
+// without ALPN or without TLS) and "http/1.1" otherwise; the bytes read are
+// replayed.
+func (m *Mux) byPreface(raw net.Conn) (net.Conn, string, error) {
 	head, err := readPrefacePrefix(raw)
-	c := &replayConn{Conn: raw, r: io.MultiReader(bytes.NewReader(head), raw)}
 	if err != nil {
 		return nil, "", err
+	}
+	var c net.Conn = &replayConn{Conn: raw, r: io.MultiReader(bytes.NewReader(head), raw)}
+	if tc, ok := raw.(*tls.Conn); ok {
+		c = &tlsReplayConn{replayConn: c.(*replayConn), tls: tc}
 	}
 	if string(head) == http2.ClientPreface {
 		return c, "h2", nil
@@ -223,7 +237,7 @@ func (m *Mux) routeH2(conn, raw net.Conn) {
 		return
 	}
 	var served net.Conn = rc
-	if tc, ok := conn.(*tls.Conn); ok {
+	if tc := tlsOf(conn); tc != nil {
 		served = &tlsReplayConn{replayConn: rc, tls: tc}
 	}
 	m.mu.Lock()
@@ -332,6 +346,17 @@ type tlsReplayConn struct {
 }
 
 func (c *tlsReplayConn) ConnectionState() tls.ConnectionState { return c.tls.ConnectionState() }
+
+// tlsOf is the TLS connection under c, nil for plaintext.
+func tlsOf(c net.Conn) *tls.Conn {
+	switch c := c.(type) {
+	case *tls.Conn:
+		return c
+	case *tlsReplayConn:
+		return c.tls
+	}
+	return nil
+}
 
 // dropFirstSettingsAck passes the client preface and frames through,
 // except the first SETTINGS frame with the ACK flag. It parses frame

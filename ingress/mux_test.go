@@ -262,3 +262,33 @@ func TestIsGRPC(t *testing.T) {
 		}
 	}
 }
+
+// A TLS client without ALPN is sorted by what it sends: HTTP/1.1 reaches the
+// HTTP server (with Request.TLS), HTTP/2 with prior knowledge (gRPC) too.
+func TestMuxTLSWithoutALPN(t *testing.T) {
+	cert, pool := testCert(t)
+	m := startMux(t, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}})
+	addr := m.mux.Addr().String()
+	noALPN := &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", NextProtos: nil}
+	h1 := &http.Client{Transport: &http.Transport{TLSClientConfig: noALPN, TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}}
+	checkHTTP(t, h1, "https://"+addr+"/hello", "HTTP/1.1", "yes")
+	conn, err := tls.Dial("tcp", addr, noALPN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if conn.ConnectionState().NegotiatedProtocol != "" {
+		t.Fatal("ALPN was negotiated")
+	}
+	// Prior-knowledge HTTP/2 on the raw TLS connection: the mux answers
+	// its SETTINGS right after the preface.
+	if _, err := conn.Write([]byte(http2.ClientPreface)); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(conn, conn)
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	f, err := fr.ReadFrame()
+	if err != nil || f.Header().Type != http2.FrameSettings {
+		t.Fatalf("no SETTINGS after the preface: %v %v", f, err)
+	}
+}
