@@ -70,19 +70,12 @@ func openPublic(ctx context.Context, cfg *config.Config, srv *server.Server, log
 	if p.redirLn != nil {
 		p.redirect = &http.Server{Handler: p.certs.HTTPHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 	}
-	attrs := append([]any{"scope", "server", "decision", "public", "address", p.mux.Addr().String()}, p.describe()...)
+	attrs := append([]any{"scope", "server", "decision", "public", "address", p.mux.Addr().String()}, p.certs.Describe()...)
 	if p.redirLn != nil {
 		attrs = append(attrs, "http_redirect", p.redirLn.Addr().String())
 	}
 	log.Info("Public port ready: gRPC and HTTPS on one port", attrs...)
 	return p, nil
-}
-
-func (p *public) describe() []any {
-	if p.certs == nil {
-		return []any{"tls.mode", "off"}
-	}
-	return p.certs.Describe()
 }
 
 // start serves the public ports until ctx ends, and reloads the

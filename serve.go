@@ -116,7 +116,7 @@ func wire(cfg *config.Config, log *slog.Logger) (closeAll func(), deps server.De
 	}
 	// A fresh install has nothing to back up yet; once it holds history, an
 	// unproven backup is worth a warning at every start.
-	if n, err := db.Counts(context.Background()); err == nil && n["users"] > 0 {
+	if has, err := db.HasHistory(context.Background()); err == nil && has {
 		if warn := store.DrillWarning(context.Background(), db, time.Now()); warn != "" {
 			log.Warn(warn, "scope", "store", "decision", "drill_overdue")
 		}

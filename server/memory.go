@@ -51,7 +51,8 @@ type memoryService struct {
 type memoryJob struct {
 	hardwareID, sessionID string
 	turn                  memory.Turn
-	forget                bool // the user asked to forget something
+	heuristic             memory.Update // what the patterns found, computed once when the job is queued
+	forget                bool          // the user asked to forget something
 }
 
 func newMemoryService(cfg *config.Config, log *slog.Logger, deps Deps) *memoryService {
@@ -117,8 +118,8 @@ func (m *memoryService) after(hardwareID, sessionID, prompt, answer string, at t
 		return
 	}
 	job := memoryJob{hardwareID: hardwareID, sessionID: sessionID, turn: memory.Turn{At: at, User: prompt, Assistant: answer}}
-	h := memory.Heuristic(job.turn)
-	job.forget = h.ForgetAll || len(h.Forget) > 0
+	job.heuristic = memory.Heuristic(job.turn)
+	job.forget = job.heuristic.ForgetAll || len(job.heuristic.Forget) > 0
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -218,10 +219,10 @@ func (m *memoryService) update(job memoryJob) {
 func (m *memoryService) analyze(ctx context.Context, snap memory.Snapshot, job memoryJob) memory.Update {
 	switch {
 	case m.cfg.Analyzer == "off":
-		h := memory.Heuristic(job.turn)
+		h := job.heuristic
 		return memory.Update{Forget: h.Forget, ForgetAll: h.ForgetAll, Method: h.Method}
 	case m.analyzer == nil || m.ctx.Err() != nil:
-		return memory.Heuristic(job.turn)
+		return job.heuristic
 	}
 	upd, err := m.analyzer.Analyze(ctx, snap, job.turn, m.now())
 	if err != nil {

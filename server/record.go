@@ -171,8 +171,8 @@ func screenshotMeta(img *llm.Image) *store.Screenshot {
 	return meta
 }
 
-// ReportUsage records the client's own token usage as source
-// "client:<source>", and answers success only once the row is committed.
+// recordClientUsage stores what ReportUsage was told; ok only once the row
+// is committed, else the reason for the client.
 func (s *service) recordClientUsage(ctx context.Context, u store.Usage) (bool, string) {
 	if s.store == nil {
 		return false, "usage recording is off: this server has no store"

@@ -215,6 +215,16 @@ type querier interface {
 // against DELETE, in the order a restore drill compares them.
 var HistoryTables = []string{"users", "sessions", "commands", "llm_answers", "screenshots", "token_usage", "memories", "drills"}
 
+// HasHistory reports whether any device has been recorded: one index probe,
+// not a count (start-up must not scan a large history).
+func (db *DB) HasHistory(ctx context.Context) (bool, error) {
+	var ok bool
+	if err := db.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM users)`).Scan(&ok); err != nil {
+		return false, fmt.Errorf("store: history: %w", err)
+	}
+	return ok, nil
+}
+
 // Counts returns the row count of every history table.
 func (db *DB) Counts(ctx context.Context) (map[string]int64, error) {
 	return counts(ctx, db.r)

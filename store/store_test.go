@@ -447,3 +447,17 @@ func TestExpiredContextIsNotQueued(t *testing.T) {
 		t.Errorf("%d turns written with an ended context", n["llm_answers"])
 	}
 }
+
+func TestHasHistory(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	if has, err := db.HasHistory(ctx); err != nil || has {
+		t.Fatalf("empty store: %v %v", has, err)
+	}
+	if err := db.SaveTurn(ctx, testTurn("HW", "s", time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	if has, err := db.HasHistory(ctx); err != nil || !has {
+		t.Fatalf("after a turn: %v %v", has, err)
+	}
+}
