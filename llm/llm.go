@@ -8,6 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/nexy-server/nexy/internal/fault"
 )
 
 // Image is a screenshot attached to a request, still base64-encoded: both
@@ -51,36 +53,22 @@ type Stream interface {
 }
 
 // ErrorKind classifies provider failures so the server can map them to the
-// error taxonomy (SPEC §6) without knowing provider details.
-type ErrorKind int
+// error taxonomy (SPEC §6) without knowing provider details. The kinds are
+// shared with the speech providers (package fault).
+type ErrorKind = fault.Kind
 
 const (
 	// KindUnavailable: network failure, 5xx, or the provider's stream broke.
-	KindUnavailable ErrorKind = iota
+	KindUnavailable = fault.Unavailable
 	// KindAuth: the key was rejected (401/403, API_KEY_INVALID).
-	KindAuth
+	KindAuth = fault.Auth
 	// KindRateLimited: 429 / quota exhausted at the provider.
-	KindRateLimited
+	KindRateLimited = fault.RateLimited
 	// KindBadRequest: 400 other than auth (e.g. the image was refused).
-	KindBadRequest
+	KindBadRequest = fault.BadRequest
 	// KindTimeout: the per-call timeout (llm.timeout) expired.
-	KindTimeout
+	KindTimeout = fault.Timeout
 )
-
-func (k ErrorKind) String() string {
-	switch k {
-	case KindAuth:
-		return "auth"
-	case KindRateLimited:
-		return "rate_limited"
-	case KindBadRequest:
-		return "bad_request"
-	case KindTimeout:
-		return "timeout"
-	default:
-		return "unavailable"
-	}
-}
 
 // Error is a provider failure. Message is the provider's own text, for the log;
 // it never carries the API key.

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/nexy-server/nexy/internal/fault"
 )
 
 // maxSSEEventBytes bounds one SSE line and one event's joined data. A single
@@ -404,17 +406,7 @@ func classifyTransport(provider string, parent, ctx context.Context, timeout tim
 // httpStatusKind maps an HTTP status to an ErrorKind; authInvalid marks a 400
 // that the provider flagged as a bad key.
 func httpStatusKind(status int, authInvalid bool) ErrorKind {
-	switch {
-	case status == http.StatusUnauthorized, status == http.StatusForbidden:
-		return KindAuth
-	case status == http.StatusBadRequest && authInvalid:
-		return KindAuth
-	case status == http.StatusTooManyRequests:
-		return KindRateLimited
-	case status >= 400 && status < 500:
-		return KindBadRequest
-	}
-	return KindUnavailable
+	return fault.FromHTTPStatus(status, authInvalid)
 }
 
 // keyLikeToken matches API-key shaped tokens (OpenAI "sk-…", Google "AIza…") that
