@@ -213,7 +213,7 @@ type querier interface {
 
 // HistoryTables are the tables that hold a user's history, each guarded
 // against DELETE, in the order a restore drill compares them.
-var HistoryTables = []string{"users", "sessions", "commands", "llm_answers", "screenshots", "token_usage", "memories", "drills"}
+var HistoryTables = []string{"users", "sessions", "commands", "llm_answers", "screenshots", "token_usage", "memories", "drills", "devices"}
 
 // HasHistory reports whether any device has been recorded: one index probe,
 // not a count (start-up must not scan a large history).

@@ -211,6 +211,10 @@ func TestDeleteGuards(t *testing.T) {
 	if _, err := db.w.Exec(`INSERT INTO drills(backup_file, ok, detail, ran_at) VALUES ('b', 1, 'ok', '2026-12-01T00:00:00.000Z')`); err != nil {
 		t.Fatal(err)
 	}
+	name := "Anna's Mac"
+	if _, err := db.ChangeDevice(ctx, "HW-1", DeviceChange{Name: &name}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	before, _ := db.Counts(ctx)
 	for _, table := range HistoryTables {
 		for _, stmt := range []string{"DELETE FROM " + table, "DELETE FROM " + table + " WHERE id = 1"} {
