@@ -91,18 +91,18 @@ func (a *Azure) Name() string { return "azure" }
 // the body is streamed to the reader as it arrives.
 func (a *Azure) Synthesize(ctx context.Context, req Request) (io.ReadCloser, error) {
 	if strings.TrimSpace(req.Text) == "" {
-		return nil, errorf("azure", "empty text")
+		return nil, badRequestf("azure", "empty text")
 	}
 	voice := req.Voice
 	if voice == "" {
 		voice = a.cfg.Voice
 	}
 	if !azureVoiceRe.MatchString(voice) {
-		return nil, errorf("azure", "voice %q: want a voice like \"en-US-AriaNeural\"", truncate(voice, 80))
+		return nil, badRequestf("azure", "voice %q: want a voice like \"en-US-AriaNeural\"", truncate(voice, 80))
 	}
 	lang, err := ssmlLang(req.Language, voice)
 	if err != nil {
-		return nil, errorf("azure", "%w", err)
+		return nil, badRequestf("azure", "%w", err)
 	}
 	h := http.Header{}
 	h.Set("Ocp-Apim-Subscription-Key", a.cfg.APIKey)
@@ -127,7 +127,9 @@ func azureSSML(text, voice, lang, rate string) string {
 }
 
 // azureStatusErr explains a non-200 answer; the service's body is plain text
-// (often empty) and never contains our key.
+// (often empty) and never contains our key. The kind comes from the status
+// (httpError): 401/403 Auth, 429 RateLimited, other 4xx BadRequest, 5xx
+// Unavailable.
 func azureStatusErr(status int, body []byte, header http.Header) error {
 	detail := strings.TrimSpace(string(body))
 	var what string
@@ -135,15 +137,19 @@ func azureStatusErr(status int, body []byte, header http.Header) error {
 	case http.StatusBadRequest:
 		what = "request rejected (invalid SSML, unknown voice or text too long)"
 	case http.StatusUnauthorized:
-		what = "unauthorized: the API key is invalid or for another region"
+		what = "unauthorized: the key was rejected: check tts.api_key (a key works only in its own tts.region)"
 	case http.StatusForbidden:
-		what = "forbidden: the key has no access to this resource or its quota is exhausted"
+		what = "forbidden: the key was rejected (no access to this resource, or its quota is exhausted): check tts.api_key"
 	case http.StatusUnsupportedMediaType:
 		what = "unsupported media type"
 	case http.StatusTooManyRequests:
 		what = "rate limited" + retryAfter(header)
 	default:
-		what = "unexpected status"
+		if status >= 500 {
+			what = "service error"
+		} else {
+			what = "unexpected status"
+		}
 	}
 	return statusError("azure", status, what, detail)
 }
@@ -233,13 +239,14 @@ func (c *ctxErrReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// statusError formats an HTTP failure with a bounded, single-line detail.
+// statusError formats an HTTP failure with a bounded, single-line detail;
+// its Kind and Status come from the status (httpError).
 func statusError(name string, status int, what, detail string) error {
 	detail = strings.Join(strings.Fields(detail), " ")
 	if detail != "" {
-		return errorf(name, "HTTP %d: %s: %s", status, what, truncate(detail, 300))
+		return httpError(name, status, "HTTP %d: %s: %s", status, what, truncate(detail, 300))
 	}
-	return errorf(name, "HTTP %d: %s", status, what)
+	return httpError(name, status, "HTTP %d: %s", status, what)
 }
 
 func retryAfter(h http.Header) string {

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nexy-server/nexy/internal/fault"
 )
 
 // azureFake is a local Azure Speech endpoint: it checks what the REST API
@@ -154,7 +156,7 @@ func TestAzureErrors(t *testing.T) {
 		{"test-key", http.StatusForbidden, "", "HTTP 403: forbidden"},
 		{"test-key", http.StatusTooManyRequests, "Too many requests", "HTTP 429: rate limited (Retry-After 3): Too many requests"},
 		{"test-key", http.StatusBadRequest, "", "HTTP 400: request rejected"},
-		{"test-key", http.StatusBadGateway, "", "HTTP 502: unexpected status"},
+		{"test-key", http.StatusBadGateway, "", "HTTP 502: service error"},
 	}
 	for _, c := range cases {
 		f, srv := newAzureFake(t)
@@ -263,5 +265,9 @@ func TestAzureConnectError(t *testing.T) {
 	_, err = a.Synthesize(context.Background(), Request{Text: "Hello"})
 	if err == nil || !strings.HasPrefix(err.Error(), "tts azure: Post: ") || strings.Contains(err.Error(), "secret-path") {
 		t.Fatalf("err %v, want a transport error without the URL", err)
+	}
+	var te *Error
+	if KindOf(err) != fault.Unavailable || !errors.As(err, &te) || te.Status != 0 {
+		t.Errorf("refused connection: kind %v, want unavailable without a status", KindOf(err))
 	}
 }

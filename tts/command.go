@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -67,7 +68,7 @@ func NewCommand(cfg CommandConfig) (*Command, error) {
 	}
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
-		return nil, errorf("command", "Command: %w", err)
+		return nil, startErr(fmt.Errorf("Command: %w", err))
 	}
 	c := &Command{cfg: cfg, path: path, args: argv[1:], stdin: true, useVoice: CommandUsesVoice(argv)}
 	for _, a := range c.args {
@@ -106,17 +107,17 @@ func (c *Command) Name() string { return "command" }
 func (c *Command) Synthesize(ctx context.Context, req Request) (io.ReadCloser, error) {
 	text := strings.Join(strings.Fields(strings.ToValidUTF8(req.Text, " ")), " ")
 	if text == "" {
-		return nil, errorf("command", "empty text")
+		return nil, badRequestf("command", "empty text")
 	}
 	voice := req.Voice
 	if voice == "" {
 		voice = c.cfg.Voice
 	}
 	if c.useVoice && !validCommandVoice(voice) {
-		return nil, errorf("command", "voice %q: want letters, digits and _.+:@-", truncate(voice, 80))
+		return nil, badRequestf("command", "voice %q: want letters, digits and _.+:@-", truncate(voice, 80))
 	}
 	if !c.stdin && len(text) > commandMaxArg {
-		return nil, errorf("command", "text of %d bytes is too long for a command-line argument (max %d); leave {text} out to use stdin", len(text), commandMaxArg)
+		return nil, badRequestf("command", "text of %d bytes is too long for a command-line argument (max %d); leave {text} out to use stdin", len(text), commandMaxArg)
 	}
 	callCtx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	cmd := exec.CommandContext(callCtx, c.path, c.expand(text, voice)...)
@@ -134,7 +135,7 @@ func (c *Command) Synthesize(ctx context.Context, req Request) (io.ReadCloser, e
 	}
 	if err := cmd.Start(); err != nil {
 		cancel()
-		return nil, errorf("command", "start %s: %w", c.path, err)
+		return nil, startErr(fmt.Errorf("start %s: %w", c.path, err))
 	}
 	enc, format := audio.WAV, audio.Format{}
 	if c.cfg.Format == CommandFormatRaw {
@@ -209,6 +210,21 @@ func (c *Command) expand(text, voice string) []string {
 		out[i] = strings.ReplaceAll(strings.ReplaceAll(a, "{voice}", voice), "{text}", t)
 	}
 	return out
+}
+
+// startErr classifies a program that cannot be run. One that is missing or
+// not executable (exec.ErrNotFound, fs.ErrNotExist, fs.ErrPermission) is a
+// setting the operator must fix, and retrying cannot help. None of the
+// shared kinds names "local misconfiguration": Auth would send the operator
+// to a key this provider does not have, and Unavailable is retried, so it is
+// fault.BadRequest (not retryable) with a message naming tts.command. Any
+// other start failure (fork limits, out of memory) is Unavailable, as is a
+// program that runs and exits with an error (exitErr): those may pass.
+func startErr(err error) error {
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+		return badRequestf("command", "%w (check tts.command)", err)
+	}
+	return named("command", err)
 }
 
 func (c *Command) exitErr(ctx context.Context, err error, stderr *tailBuffer) error {

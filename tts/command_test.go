@@ -4,16 +4,20 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nexy-server/nexy/internal/fault"
 )
 
 // needEspeak skips when espeak-ng is missing, unless CI demands it.
@@ -143,6 +147,10 @@ func TestCommandFailsBeforeAudio(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "exit status 3") || !strings.Contains(err.Error(), "voice model not found") {
 		t.Fatalf("err %v, want exit status 3 with stderr", err)
 	}
+	// A program that ran and failed may succeed next time: retryable.
+	if k := KindOf(err); k != fault.Unavailable {
+		t.Errorf("exit failure: kind %v, want unavailable", k)
+	}
 }
 
 func TestCommandFailsAfterAudio(t *testing.T) {
@@ -254,6 +262,9 @@ func TestCommandTimeout(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "timed out after 500ms") {
 		t.Errorf("err %v, want a timeout", err)
 	}
+	if k := KindOf(err); k != fault.Timeout {
+		t.Errorf("kind %v, want timeout", k)
+	}
 	if !processGone(pid) {
 		t.Errorf("process %d survived the timeout", pid)
 	}
@@ -290,6 +301,50 @@ func TestCommandConfigValidation(t *testing.T) {
 	}
 	if c.Name() != "command" || c.cfg.Format != "wav" || c.cfg.Timeout != 30*time.Second {
 		t.Errorf("defaults %+v", c.cfg)
+	}
+}
+
+// TestCommandCannotStartKind: a program that is missing or not executable is
+// a tts.command the operator must fix, so it is BadRequest (not retried),
+// whether found out by NewCommand or by a later Synthesize.
+func TestCommandCannotStartKind(t *testing.T) {
+	_, err := NewCommand(CommandConfig{Command: "no-such-tts-program-xyz --stdout"})
+	if err == nil || KindOf(err) != fault.BadRequest || !strings.Contains(err.Error(), "tts.command") {
+		t.Errorf("NewCommand, program not on PATH: kind %v, err %v; want bad_request naming tts.command", KindOf(err), err)
+	}
+	if runtime.GOOS == "windows" {
+		t.Skip("needs a Unix executable bit")
+	}
+	for _, how := range []string{"removed", "not executable"} {
+		prog := filepath.Join(t.TempDir(), "speak")
+		if err := os.WriteFile(prog, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		c, err := NewCommand(CommandConfig{Command: strconv.Quote(prog)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if how == "removed" {
+			err = os.Remove(prog)
+		} else {
+			err = os.Chmod(prog, 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		rc, err := c.Synthesize(ctx, Request{Text: "Hello"})
+		cancel()
+		if err == nil {
+			rc.Close()
+			t.Fatalf("%s: the program started", how)
+		}
+		if k := KindOf(err); k != fault.BadRequest || !strings.HasPrefix(err.Error(), "tts command: ") || !strings.Contains(err.Error(), "check tts.command") {
+			t.Errorf("%s: kind %v, err %v; want bad_request naming tts.command", how, k, err)
+		}
+		if k := KindOf(fmt.Errorf("speak: %w", err)); k != fault.BadRequest {
+			t.Errorf("%s: wrapped: kind %v", how, k)
+		}
 	}
 }
 

@@ -141,7 +141,7 @@ func (e *Edge) Name() string { return "edge" }
 func (e *Edge) Synthesize(ctx context.Context, req Request) (io.ReadCloser, error) {
 	text := edgeCleanText(req.Text)
 	if strings.TrimSpace(text) == "" {
-		return nil, errorf("edge", "empty text")
+		return nil, badRequestf("edge", "empty text")
 	}
 	voice := req.Voice
 	if voice == "" {
@@ -149,11 +149,11 @@ func (e *Edge) Synthesize(ctx context.Context, req Request) (io.ReadCloser, erro
 	}
 	long, err := edgeVoiceName(voice)
 	if err != nil {
-		return nil, errorf("edge", "voice: %w", err)
+		return nil, badRequestf("edge", "voice: %w", err)
 	}
 	lang, err := ssmlLang(req.Language, voice)
 	if err != nil {
-		return nil, errorf("edge", "%w", err)
+		return nil, badRequestf("edge", "%w", err)
 	}
 	p := edgeParams{voice: long, lang: lang, rate: e.cfg.Rate, pitch: e.cfg.Pitch, volume: e.cfg.Volume}
 	chunks := edgeSplit(text, edgeMaxText(p))
@@ -247,10 +247,35 @@ func (e *Edge) dial(ctx context.Context) (*websocket.Conn, error) {
 			}
 		}
 	}
-	if resp != nil {
+	switch {
+	case resp != nil && resp.StatusCode != http.StatusSwitchingProtocols:
+		return nil, edgeStatusErr(resp.StatusCode, err)
+	case resp != nil: // upgraded, but the handshake did not verify
 		return nil, errorf("edge", "connect: HTTP %d: %w", resp.StatusCode, err)
 	}
 	return nil, errorf("edge", "connect: %w", err)
+}
+
+// edgeStatusErr explains a refused handshake. The kind comes from the status
+// like every HTTP provider's (httpError): 401/403 Auth, 429 RateLimited,
+// other 4xx BadRequest, 5xx Unavailable. Edge has no key of ours: a 403 that
+// survives the clock-skew retry means the service no longer accepts the
+// token this build derives (Sec-MS-GEC, its version header), which only a
+// newer nexy fixes. So it is Auth (retrying cannot help), but the message
+// must not send the operator to tts.api_key.
+func edgeStatusErr(status int, err error) error {
+	var what string
+	switch {
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		what = "the Edge service refused the connection (its token check failed); if this persists, upgrading nexy may be needed"
+	case status == http.StatusTooManyRequests:
+		what = "the Edge service is rate limiting this server"
+	case status >= 500:
+		what = "the Edge service is failing"
+	default:
+		what = "the Edge service refused the handshake (check tts.base_url if you set it)"
+	}
+	return httpError("edge", status, "connect: HTTP %d: %s: %w", status, what, err)
 }
 
 func absDiff(a, b int64) int64 {

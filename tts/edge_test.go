@@ -4,15 +4,21 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nexy-server/nexy/audio"
+	"github.com/nexy-server/nexy/internal/fault"
 	"github.com/nexy-server/nexy/tts/ttstest"
 )
 
@@ -266,8 +272,82 @@ func TestEdgeHandshakeRejected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Synthesize(context.Background(), Request{Text: "Hello"}); err == nil || !strings.Contains(err.Error(), "tts edge: connect") {
+	_, err = e.Synthesize(context.Background(), Request{Text: "Hello"})
+	if err == nil || !strings.Contains(err.Error(), "tts edge: connect") {
 		t.Fatalf("err %v, want a connect error", err)
+	}
+	if k := KindOf(err); k != fault.Unavailable {
+		t.Errorf("refused connection: kind %v, want unavailable", k)
+	}
+}
+
+// edgeRefuser answers every handshake with status, as the real service
+// does when it refuses a connection. With skew set, a 403 carries a Date
+// that far from ours, so the provider corrects its clock and retries once.
+func edgeRefuser(t *testing.T, status int, skew time.Duration) (*Edge, *atomic.Int32) {
+	t.Helper()
+	var seen atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen.Add(1)
+		if skew != 0 {
+			w.Header().Set("Date", time.Now().Add(skew).UTC().Format(http.TimeFormat))
+		}
+		http.Error(w, "refused", status)
+	}))
+	t.Cleanup(srv.Close)
+	e, err := NewEdge(EdgeConfig{URL: "ws" + strings.TrimPrefix(srv.URL, "http") + "/edge", Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, &seen
+}
+
+// TestEdgeHandshakeKinds: a refused handshake is classified by its status
+// like the HTTP providers; a 403 that survives the clock-skew retry is Auth
+// but does not send the operator to tts.api_key (Edge has no key of ours).
+func TestEdgeHandshakeKinds(t *testing.T) {
+	cases := []struct {
+		status int
+		skew   time.Duration
+		kind   fault.Kind
+		dials  int32
+		want   string
+	}{
+		{http.StatusForbidden, time.Hour, fault.Auth, 2, "upgrading nexy may be needed"},
+		{http.StatusForbidden, 0, fault.Auth, 1, "the Edge service refused the connection"},
+		{http.StatusUnauthorized, 0, fault.Auth, 1, "the Edge service refused the connection"},
+		{http.StatusTooManyRequests, 0, fault.RateLimited, 1, "rate limiting"},
+		{http.StatusInternalServerError, 0, fault.Unavailable, 1, "failing"},
+		{http.StatusServiceUnavailable, 0, fault.Unavailable, 1, "failing"},
+		{http.StatusNotFound, 0, fault.BadRequest, 1, "tts.base_url"},
+	}
+	for _, c := range cases {
+		e, seen := edgeRefuser(t, c.status, c.skew)
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		rc, err := e.Synthesize(ctx, Request{Text: "Hello"})
+		cancel()
+		if err == nil {
+			rc.Close()
+			t.Errorf("HTTP %d: handshake accepted", c.status)
+			continue
+		}
+		var te *Error
+		if !errors.As(err, &te) || te.Status != c.status || KindOf(err) != c.kind {
+			t.Errorf("HTTP %d: kind %v status %v (%v), want %v", c.status, KindOf(err), te, err, c.kind)
+		}
+		if KindOf(fmt.Errorf("turn: %w", err)) != c.kind {
+			t.Errorf("HTTP %d: wrapping lost the kind", c.status)
+		}
+		msg := err.Error()
+		if !strings.HasPrefix(msg, "tts edge: connect: HTTP "+strconv.Itoa(c.status)) || !strings.Contains(msg, c.want) {
+			t.Errorf("HTTP %d: %q, want %q", c.status, msg, c.want)
+		}
+		if strings.Contains(msg, "tts.api_key") {
+			t.Errorf("HTTP %d: %q sends the operator to tts.api_key, which edge does not use", c.status, msg)
+		}
+		if got := seen.Load(); got != c.dials {
+			t.Errorf("HTTP %d: %d handshakes, want %d", c.status, got, c.dials)
+		}
 	}
 }
 
@@ -427,8 +507,12 @@ func TestEdgeTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	if _, err := io.Copy(io.Discard, rc); err == nil || !strings.Contains(err.Error(), "timed out after 300ms") {
+	_, err = io.Copy(io.Discard, rc)
+	if err == nil || !strings.Contains(err.Error(), "timed out after 300ms") {
 		t.Fatalf("err %v, want a timeout", err)
+	}
+	if k := KindOf(err); k != fault.Timeout {
+		t.Errorf("kind %v, want timeout", k)
 	}
 	provWait(t, srv.Gone, "fake observing the socket closed on timeout")
 }

@@ -101,14 +101,14 @@ type openAIRequest struct {
 // API (the model infers it from the text and voice).
 func (o *OpenAI) Synthesize(ctx context.Context, req Request) (io.ReadCloser, error) {
 	if strings.TrimSpace(req.Text) == "" {
-		return nil, errorf("openai", "empty text")
+		return nil, badRequestf("openai", "empty text")
 	}
 	voice := req.Voice
 	if voice == "" {
 		voice = o.cfg.Voice
 	}
 	if len(voice) > 200 {
-		return nil, errorf("openai", "voice longer than 200 bytes")
+		return nil, badRequestf("openai", "voice longer than 200 bytes")
 	}
 	body, err := json.Marshal(openAIRequest{
 		Model: o.cfg.Model, Input: strings.ToValidUTF8(req.Text, " "), Voice: voice,
@@ -158,7 +158,9 @@ func openAIAudioType(ct string) bool {
 }
 
 // openAIStatusErr maps an error answer to a clear error, quoting the
-// server's own message when its JSON has one.
+// server's own message when its JSON has one. The kind comes from the status
+// (httpError): 401/403 Auth, 429 RateLimited, 404 and other 4xx BadRequest,
+// 5xx Unavailable; an error document sent with 200 is Unavailable.
 func openAIStatusErr(status int, body []byte, header http.Header) error {
 	detail := jsonErrorMessage(body)
 	if detail == "" && !json.Valid(body) {
@@ -171,9 +173,9 @@ func openAIStatusErr(status int, body []byte, header http.Header) error {
 	case http.StatusBadRequest, http.StatusUnprocessableEntity:
 		what = "request rejected (model, voice, format or input)"
 	case http.StatusUnauthorized:
-		what = "unauthorized: check the API key"
+		what = "unauthorized: the key was rejected: check tts.api_key"
 	case http.StatusForbidden:
-		what = "forbidden: the key may not use this model"
+		what = "forbidden: the key was rejected or may not use this model: check tts.api_key and tts.model"
 	case http.StatusNotFound:
 		what = "not found: check base_url (the /v1 root) and the model name"
 	case http.StatusTooManyRequests:

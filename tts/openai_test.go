@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nexy-server/nexy/internal/fault"
 )
 
 // openAIFake is a local OpenAI-compatible /v1/audio/speech endpoint that
@@ -130,7 +132,7 @@ func TestOpenAIErrors(t *testing.T) {
 		body   string
 		want   string
 	}{
-		{401, "", `{"error":{"message":"Incorrect API key provided: sk-te***","type":"invalid_request_error","code":"invalid_api_key"}}`, "HTTP 401: unauthorized: check the API key: Incorrect API key provided"},
+		{401, "", `{"error":{"message":"Incorrect API key provided: sk-te***","type":"invalid_request_error","code":"invalid_api_key"}}`, "HTTP 401: unauthorized: the key was rejected: check tts.api_key: Incorrect API key provided"},
 		{429, "", `{"error":{"message":"You exceeded your current quota","type":"insufficient_quota"}}`, "HTTP 429: rate limited or out of quota: You exceeded your current quota"},
 		{400, "", `{"detail":{"error":"validation_error","message":"Voice 'x' not found","type":"invalid_request_error"}}`, "HTTP 400: request rejected (model, voice, format or input): Voice 'x' not found"},
 		{422, "", `{"detail":[{"loc":["body","input"],"msg":"Field required","type":"missing"}]}`, "HTTP 422: request rejected (model, voice, format or input): Field required"},
@@ -185,8 +187,12 @@ func TestOpenAITimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	if _, err := io.Copy(io.Discard, rc); err == nil || !strings.Contains(err.Error(), "timed out after 300ms") {
+	_, err = io.Copy(io.Discard, rc)
+	if err == nil || !strings.Contains(err.Error(), "timed out after 300ms") {
 		t.Fatalf("stalled stream: err %v, want a timeout error", err)
+	}
+	if k := KindOf(err); k != fault.Timeout {
+		t.Errorf("stalled stream: kind %v, want timeout", k)
 	}
 }
 

@@ -10,9 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/nexy-server/nexy/internal/fault"
 )
 
 func randomHex(n int, upper bool) string {
@@ -181,14 +185,75 @@ func (s *pcmStream) Close() error {
 type Error struct {
 	Provider string
 	Err      error
+	// Kind says what the server does about the failure (retry, or tell the
+	// operator to fix a setting). The zero value is fault.Unavailable; read
+	// it with KindOf, which also recognises timeouts deeper in the chain.
+	Kind fault.Kind
+	// Status is the HTTP status the provider answered with (the WebSocket
+	// handshake's for edge), or 0 when the failure had none.
+	Status int
 }
 
 func (e *Error) Error() string { return "tts " + e.Provider + ": " + e.Err.Error() }
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// KindOf classifies a speech failure for retries, logs and metrics. It is
+// the Kind of the first *Error in err's chain; an *Error left at the zero
+// value (Unavailable) defers to what it wraps, so a provider error that was
+// wrapped again on its way out (a decoder, named) keeps its kind. With no
+// more specific kind, a timeout anywhere in the chain (the provider's
+// configured timeout, context.DeadlineExceeded, os.ErrDeadlineExceeded, a
+// net.Error whose Timeout() is true) is fault.Timeout; anything else,
+// including nil, is fault.Unavailable.
+func KindOf(err error) fault.Kind {
+	for next := err; next != nil; {
+		var e *Error
+		if !errors.As(next, &e) {
+			break
+		}
+		if e.Kind != fault.Unavailable {
+			return e.Kind
+		}
+		next = e.Err
+	}
+	if isTimeout(err) {
+		return fault.Timeout
+	}
+	return fault.Unavailable
+}
+
+func isTimeout(err error) bool {
+	if err == nil {
+		return false
+	}
+	var te *timeoutError
+	var ne net.Error
+	return errors.As(err, &te) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, os.ErrDeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
 func errorf(provider, format string, args ...any) error {
 	return &Error{Provider: provider, Err: fmt.Errorf(format, args...)}
+}
+
+// kindErrorf is errorf with a kind other than Unavailable.
+func kindErrorf(provider string, kind fault.Kind, format string, args ...any) error {
+	return &Error{Provider: provider, Kind: kind, Err: fmt.Errorf(format, args...)}
+}
+
+// badRequestf is a request the provider cannot serve as given (empty text,
+// an invalid voice or language): retrying it cannot help.
+func badRequestf(provider, format string, args ...any) error {
+	return kindErrorf(provider, fault.BadRequest, format, args...)
+}
+
+// httpError is a failure the provider answered with an HTTP status. Every
+// HTTP provider builds it here, so a status is classified the same way
+// everywhere (fault.FromHTTPStatus): 401/403 Auth, 429 RateLimited, 408/504
+// Timeout, other 4xx BadRequest, anything else Unavailable.
+func httpError(provider string, status int, format string, args ...any) error {
+	return &Error{Provider: provider, Kind: fault.FromHTTPStatus(status, false), Status: status, Err: fmt.Errorf(format, args...)}
 }
 
 // named makes err a provider's *Error unless it already is one (itself, not
@@ -214,7 +279,7 @@ func (e *timeoutError) Unwrap() error { return e.err }
 func timeoutErr(name string, ctx context.Context, timeout time.Duration, err error) error {
 	var te *timeoutError
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) && !errors.As(err, &te) {
-		return &Error{Provider: name, Err: &timeoutError{after: timeout, err: err}}
+		return &Error{Provider: name, Kind: fault.Timeout, Err: &timeoutError{after: timeout, err: err}}
 	}
 	return named(name, err)
 }
