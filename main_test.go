@@ -296,7 +296,7 @@ func TestValidatedProvidersConstruct(t *testing.T) {
 					continue
 				}
 				accepted++
-				_, _, errLLM := providers.LLM(&cfg)
+				_, _, errLLM := providers.LLM(&cfg, nil)
 				_, errTTS := providers.TTS(&cfg)
 				if err := errors.Join(errLLM, errTTS); err != nil {
 					t.Errorf("%s, %s = %q: validated, but a provider constructor failed: %v", name, key, v, err)

@@ -147,10 +147,13 @@ func wire(cfg *config.Config, log *slog.Logger) (closeAll func(), deps server.De
 	go func() { defer close(watched); feed.Watch(watchCtx) }()
 	closers = append(closers, func() { stopWatch(); <-watched })
 	deps.Feed = feed
-	if deps.LLM, deps.LLMMissing, err = providers.LLM(cfg); err != nil {
+	if deps.LLM, deps.LLMMissing, err = providers.LLM(cfg, log); err != nil {
 		return nil, deps, err
 	}
 	if deps.TTS, err = providers.TTS(cfg); err != nil {
+		return nil, deps, err
+	}
+	if deps.TTSFallback, err = providers.TTSFallback(cfg); err != nil {
 		return nil, deps, err
 	}
 	log.Info("Store opened", "scope", "store", "decision", "open", "path", dbPath, "audio_cache_bytes", cfg.Store.AudioCacheBytes)

@@ -15,6 +15,10 @@ func EnvName(key string) string {
 // keyErr is a configuration error naming the key and its env variable:
 // "config: limits.idle_timeout (NEXY_LIMITS_IDLE_TIMEOUT): …".
 func keyErr(key string, format string, args ...any) error {
+	if strings.Contains(key, "[") {
+		// A list entry ([[llm.fallbacks]]) has no environment override.
+		return fmt.Errorf("config: %s: %s", key, fmt.Sprintf(format, args...))
+	}
 	return fmt.Errorf("config: %s (%s): %s", key, EnvName(key), fmt.Sprintf(format, args...))
 }
 

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	_ "time/tzdata" // quotas.timezone works in a static binary on a machine without zoneinfo
 )
 
 // Config is the whole server configuration. TOML keys are the canonical names
@@ -21,6 +22,8 @@ type Config struct {
 	Features     Features     `toml:"features"`
 	KillSwitches KillSwitches `toml:"kill_switches"`
 	Limits       Limits       `toml:"limits"`
+	Devices      Devices      `toml:"devices"`
+	Quotas       Quotas       `toml:"quotas"`
 	Store        Store        `toml:"store"`
 	Memory       Memory       `toml:"memory"`
 	Usage        Usage        `toml:"usage"`
@@ -89,30 +92,57 @@ type LLM struct {
 	ThinkingBudget    int      `toml:"thinking_budget"`
 	Retries           int      `toml:"retries"`
 	RetryBackoff      Duration `toml:"retry_backoff"`
+	// BreakerFailures consecutive failures of one provider open its circuit
+	// breaker: the chain skips it for BreakerCooldown (0 = never skip).
+	BreakerFailures int      `toml:"breaker_failures"`
+	BreakerCooldown Duration `toml:"breaker_cooldown"`
+	// Fallbacks ([[llm.fallbacks]]) are tried in order when the provider
+	// fails before any text was sent.
+	Fallbacks []LLMFallback `toml:"fallbacks"`
 }
 
-// TTS configures speech synthesis.
+// LLMFallback is one further model: its own endpoint and key; the rest
+// (temperature, token limits) is the main model's.
+type LLMFallback struct {
+	Provider   string   `toml:"provider"`
+	Model      string   `toml:"model"`
+	BaseURL    string   `toml:"base_url"`
+	APIKey     string   `toml:"api_key"`
+	APIKeyFile string   `toml:"api_key_file"`
+	Timeout    Duration `toml:"timeout"` // 0 = llm.timeout
+}
+
+// TTS configures speech synthesis: the provider (Speaker), how turns use
+// it, and an optional second provider for when the first fails.
 type TTS struct {
-	Provider          string   `toml:"provider"`
-	Voice             string   `toml:"voice"`
-	BaseURL           string   `toml:"base_url"`
-	APIKey            string   `toml:"api_key"`
-	APIKeyFile        string   `toml:"api_key_file"`
-	Model             string   `toml:"model"`
-	Format            string   `toml:"format"`
-	SampleRate        int      `toml:"sample_rate"`
-	Region            string   `toml:"region"`
-	Rate              string   `toml:"rate"`
-	Pitch             string   `toml:"pitch"`
-	Volume            string   `toml:"volume"`
-	Command           string   `toml:"command"`
-	Timeout           Duration `toml:"timeout"`
+	Speaker
 	Retries           int      `toml:"retries"`
 	RetryBackoff      Duration `toml:"retry_backoff"`
 	Lookahead         int      `toml:"lookahead"`
 	HonorClientVoice  bool     `toml:"honor_client_voice"`
 	WelcomeText       string   `toml:"welcome_text"`
 	MaxWelcomeSeconds int      `toml:"max_welcome_seconds"`
+	// Fallback ([tts.fallback]) speaks when the provider fails before any
+	// audio; its provider "" = no fallback.
+	Fallback Speaker `toml:"fallback"`
+}
+
+// Speaker is one speech provider's settings: [tts] and [tts.fallback].
+type Speaker struct {
+	Provider   string   `toml:"provider"`
+	Voice      string   `toml:"voice"`
+	BaseURL    string   `toml:"base_url"`
+	APIKey     string   `toml:"api_key"`
+	APIKeyFile string   `toml:"api_key_file"`
+	Model      string   `toml:"model"`
+	Format     string   `toml:"format"`
+	SampleRate int      `toml:"sample_rate"`
+	Region     string   `toml:"region"`
+	Rate       string   `toml:"rate"`
+	Pitch      string   `toml:"pitch"`
+	Volume     string   `toml:"volume"`
+	Command    string   `toml:"command"`
+	Timeout    Duration `toml:"timeout"`
 }
 
 // Speech tunes how the answer is cut into spoken segments.
@@ -167,6 +197,29 @@ type Limits struct {
 	RequestBytesInFlight int `toml:"request_bytes_in_flight"`
 	// ReceiveTimeout refuses a request message that does not arrive in full within it.
 	ReceiveTimeout Duration `toml:"receive_timeout"`
+}
+
+// Devices decides which devices may use the server and how refusals sound.
+type Devices struct {
+	// Pairing: "open" answers every device; "approve" refuses a device until
+	// `nexy devices approve` (it is listed as pending meanwhile).
+	Pairing string `toml:"pairing"`
+	// Refusal: "spoken" answers a refused device with a short spoken
+	// sentence (the shipped client plays it); "status" with a gRPC status.
+	Refusal string `toml:"refusal"`
+	// PollInterval is how often the server reads device changes made by the
+	// CLI (approve, revoke, limits, tokens).
+	PollInterval Duration `toml:"poll_interval"`
+}
+
+// Quotas are per-device daily limits (0 = none); `nexy devices limit`
+// overrides them per device.
+type Quotas struct {
+	DailyTurns  int `toml:"daily_turns"`
+	DailyTokens int `toml:"daily_tokens"`
+	// Timezone is where the day ends (IANA name, e.g. "Europe/Berlin");
+	// "" = the server's local time.
+	Timezone string `toml:"timezone"`
 }
 
 // Store configures the SQLite history, backups and the audio cache.
@@ -264,10 +317,10 @@ func Default(profile string) Config {
 		LLM: LLM{
 			Provider: "gemini", Model: "gemini-2.5-flash-lite", Timeout: dur(60 * time.Second), FirstTokenTimeout: dur(30 * time.Second),
 			Temperature: 0.4, MaxOutputTokens: 1024, ThinkingBudget: -1,
-			Retries: 1, RetryBackoff: dur(500 * time.Millisecond),
+			Retries: 1, RetryBackoff: dur(500 * time.Millisecond), BreakerFailures: 3, BreakerCooldown: dur(30 * time.Second),
 		},
 		TTS: TTS{
-			Provider: "edge", Command: "espeak-ng --stdout", Timeout: dur(30 * time.Second),
+			Speaker: Speaker{Provider: "edge", Command: "espeak-ng --stdout", Timeout: dur(30 * time.Second)},
 			Retries: 1, RetryBackoff: dur(250 * time.Millisecond),
 			Lookahead: 2, WelcomeText: "Hi! Nexy is here. How can I help you today?", MaxWelcomeSeconds: 60,
 		},
@@ -281,6 +334,7 @@ func Default(profile string) Config {
 			MaxTurnsPerDevice: 3, CollectPerDevice: 8, CollectPerDeviceBytes: 16 << 20,
 			MaxStreamsPerConn: 32, RequestBytesInFlight: 64 << 20,
 		},
+		Devices: Devices{Pairing: "open", Refusal: "spoken", PollInterval: dur(time.Second)},
 		Store:   Store{CommitTimeout: dur(2 * time.Second), Queue: 1024, BackupKeep: 14, AudioCacheBytes: 64 << 20},
 		Memory:  Memory{Analyzer: "llm", Timeout: dur(15 * time.Second), LoadTimeout: dur(300 * time.Millisecond), RecentTurns: 6, RecentWindow: dur(24 * time.Hour), DigestDays: 30},
 		Usage:   Usage{Prices: DefaultPrices},

@@ -344,7 +344,12 @@ func TestProviderSettingErrors(t *testing.T) {
 		{"llm.retries", []string{"NEXY_LLM_RETRIES=6"}, "6 is outside 0..5"},
 		{"llm.retry_backoff", []string{"NEXY_LLM_RETRY_BACKOFF=11s"}, "11s is outside 0s..10s"},
 
-		{"tts.provider", []string{"NEXY_TTS_PROVIDER=wyoming"}, `"edge", "azure", "openai" or "command"`},
+		{"llm.breaker_failures", []string{"NEXY_LLM_BREAKER_FAILURES=-1"}, "-1 is outside 0..1000"},
+		{"llm.breaker_cooldown", []string{"NEXY_LLM_BREAKER_COOLDOWN=0s"}, "0s is outside 1s..1h"},
+
+		{"tts.provider", []string{"NEXY_TTS_PROVIDER=piper"}, `"edge", "azure", "openai", "wyoming" or "command"`},
+		{"tts.base_url", []string{"NEXY_TTS_PROVIDER=wyoming"}, "tcp://127.0.0.1:10200"},
+		{"tts.base_url", []string{"NEXY_TTS_PROVIDER=wyoming", "NEXY_TTS_BASE_URL=http://127.0.0.1:10200"}, "tcp://"},
 		{"tts.voice", []string{"NEXY_TTS_VOICE=Aria' onload='x"}, "Edge voice"},
 		{"tts.voice", with(azure, "NEXY_TTS_VOICE=x' y='1"), "en-US-AriaNeural"},
 		{"tts.voice", with(openai, "NEXY_TTS_VOICE="+long), "at most 200"},
@@ -383,6 +388,23 @@ func TestProviderSettingErrors(t *testing.T) {
 		{"tts.honor_client_voice", []string{"NEXY_TTS_HONOR_CLIENT_VOICE=sometimes"}, "not true or false"},
 		{"tts.welcome_text", []string{"NEXY_TTS_WELCOME_TEXT= "}, "must not be empty"},
 		{"tts.max_welcome_seconds", []string{"NEXY_TTS_MAX_WELCOME_SECONDS=601"}, "601 is outside 1..600"},
+
+		// [tts.fallback] is checked with the same rules as [tts], under its own keys.
+		{"tts.fallback.provider", []string{"NEXY_TTS_FALLBACK_PROVIDER=piper"}, `"wyoming" or "command"`},
+		{"tts.fallback.provider", []string{"NEXY_TTS_FALLBACK_PROVIDER=edge", "NEXY_TTS_FALLBACK_COMMAND=espeak-ng --stdout", "NEXY_TTS_FALLBACK_TIMEOUT=30s"}, "same as [tts]"},
+		{"tts.fallback.voice", []string{"NEXY_TTS_FALLBACK_PROVIDER=edge", "NEXY_TTS_FALLBACK_VOICE=Aria' onload='x"}, "Edge voice"},
+		{"tts.fallback.base_url", []string{"NEXY_TTS_FALLBACK_PROVIDER=openai"}, "required"},
+		{"tts.fallback.api_key", []string{"NEXY_TTS_FALLBACK_PROVIDER=azure", "NEXY_TTS_FALLBACK_REGION=westeurope"}, "Azure Speech key is required"},
+		{"tts.fallback.api_key_file", []string{"NEXY_TTS_FALLBACK_PROVIDER=azure", "NEXY_TTS_FALLBACK_REGION=westeurope", "NEXY_TTS_FALLBACK_API_KEY_FILE=" + filepath.Join(dir, "missing")}, "no such file"},
+		{"tts.fallback.model", []string{"NEXY_TTS_FALLBACK_PROVIDER=openai", "NEXY_TTS_FALLBACK_BASE_URL=http://localhost:8880/v1", "NEXY_TTS_FALLBACK_MODEL=" + long}, "at most 200"},
+		{"tts.fallback.format", []string{"NEXY_TTS_FALLBACK_PROVIDER=edge", "NEXY_TTS_FALLBACK_FORMAT=wav"}, `not used by provider "edge"`},
+		{"tts.fallback.sample_rate", []string{"NEXY_TTS_FALLBACK_PROVIDER=edge", "NEXY_TTS_FALLBACK_SAMPLE_RATE=100"}, "100 is outside"},
+		{"tts.fallback.region", []string{"NEXY_TTS_FALLBACK_PROVIDER=azure", "NEXY_TTS_FALLBACK_API_KEY=k"}, "required"},
+		{"tts.fallback.rate", []string{"NEXY_TTS_FALLBACK_PROVIDER=edge", "NEXY_TTS_FALLBACK_RATE=fast"}, "signed percentage"},
+		{"tts.fallback.pitch", []string{"NEXY_TTS_FALLBACK_PROVIDER=edge", "NEXY_TTS_FALLBACK_PITCH=+5%"}, "signed hertz"},
+		{"tts.fallback.volume", []string{"NEXY_TTS_FALLBACK_PROVIDER=edge", "NEXY_TTS_FALLBACK_VOLUME=loud"}, "signed percentage"},
+		{"tts.fallback.command", []string{"NEXY_TTS_FALLBACK_PROVIDER=command", "NEXY_TTS_FALLBACK_COMMAND=no-such-tts-program-xyz"}, "not installed"},
+		{"tts.fallback.timeout", []string{"NEXY_TTS_FALLBACK_PROVIDER=edge", "NEXY_TTS_FALLBACK_TIMEOUT=11m"}, "11m is outside 1s..10m"},
 	}
 	t.Chdir(dir)
 	covered := map[string]bool{}

@@ -140,9 +140,27 @@ func decodeTOML(data []byte, cfg *Config) error {
 			return fmt.Errorf("%s: %s is not a table; write the section as [%s] with its keys below it", name, describe(doc[name]), name)
 		}
 		for _, k := range sortedKeys(table) {
-			f, ok := fields[name+"."+k]
+			key := name + "." + k
+			if key == "llm.fallbacks" {
+				if err := decodeFallbacks(table[k], cfg); err != nil {
+					return err
+				}
+				continue
+			}
+			sub, isTable := table[k].(map[string]any)
+			if _, leafKey := fields[key]; isTable && !leafKey {
+				for _, kk := range sortedKeys(sub) {
+					if f, ok := fields[key+"."+kk]; ok {
+						leaves = append(leaves, leaf{f, sub[kk]})
+					} else {
+						unknown = append(unknown, key+"."+kk)
+					}
+				}
+				continue
+			}
+			f, ok := fields[key]
 			if !ok {
-				unknown = append(unknown, name+"."+k)
+				unknown = append(unknown, key)
 				continue
 			}
 			leaves = append(leaves, leaf{f, table[k]})
@@ -154,6 +172,46 @@ func decodeTOML(data []byte, cfg *Config) error {
 	for _, l := range leaves {
 		if err := setTOML(l.f.Value, l.v); err != nil {
 			return fmt.Errorf("%s (%s): %w", l.f.Key, l.f.Env, err)
+		}
+	}
+	return nil
+}
+
+// decodeFallbacks reads [[llm.fallbacks]]: a list of tables, each with the
+// keys of LLMFallback.
+func decodeFallbacks(v any, cfg *Config) error {
+	list, ok := v.([]map[string]any)
+	if !ok {
+		if anys, isList := v.([]any); isList {
+			for _, a := range anys {
+				m, isMap := a.(map[string]any)
+				if !isMap {
+					list = nil
+					break
+				}
+				list = append(list, m)
+			}
+			ok = list != nil || len(anys) == 0
+		}
+	}
+	if !ok {
+		return fmt.Errorf("llm.fallbacks: %s is not a list of tables; write each fallback as [[llm.fallbacks]] with its keys below it", describe(v))
+	}
+	cfg.LLM.Fallbacks = make([]LLMFallback, len(list))
+	for i, table := range list {
+		fv := reflect.ValueOf(&cfg.LLM.Fallbacks[i]).Elem()
+		keys := map[string]reflect.Value{}
+		for j := 0; j < fv.NumField(); j++ {
+			keys[fv.Type().Field(j).Tag.Get("toml")] = fv.Field(j)
+		}
+		for _, k := range sortedKeys(table) {
+			dst, known := keys[k]
+			if !known {
+				return fmt.Errorf("unknown key llm.fallbacks[%d].%s (a fallback has provider, model, base_url, api_key, api_key_file and timeout)", i, k)
+			}
+			if err := setTOML(dst, table[k]); err != nil {
+				return fmt.Errorf("llm.fallbacks[%d].%s: %w", i, k, err)
+			}
 		}
 	}
 	return nil
@@ -325,20 +383,31 @@ type field struct {
 	Value reflect.Value
 }
 
-// Fields lists every leaf setting of cfg in declaration order.
+// Fields lists every leaf setting of cfg in declaration order. An embedded
+// struct's settings belong to its section ([tts] holds Speaker's); a struct
+// field is a sub-table ([tts.fallback]); a list of tables ([[llm.fallbacks]])
+// is no leaf: decodeTOML reads it, and it has no environment override.
 func Fields(cfg *Config) []field {
 	var out []field
 	root := reflect.ValueOf(cfg).Elem()
 	for i := 0; i < root.NumField(); i++ {
-		section := root.Type().Field(i).Tag.Get("toml")
-		sv := root.Field(i)
-		for j := 0; j < sv.NumField(); j++ {
-			key := sv.Type().Field(j).Tag.Get("toml")
-			out = append(out, field{
-				Key:   section + "." + key,
-				Env:   EnvPrefix + strings.ToUpper(section+"_"+key),
-				Value: sv.Field(j),
-			})
+		out = appendFields(out, root.Type().Field(i).Tag.Get("toml"), root.Field(i))
+	}
+	return out
+}
+
+func appendFields(out []field, prefix string, sv reflect.Value) []field {
+	for j := 0; j < sv.NumField(); j++ {
+		sf, fv := sv.Type().Field(j), sv.Field(j)
+		switch {
+		case sf.Anonymous:
+			out = appendFields(out, prefix, fv)
+		case fv.Kind() == reflect.Slice:
+		case fv.Kind() == reflect.Struct && fv.Type() != durationType:
+			out = appendFields(out, prefix+"."+sf.Tag.Get("toml"), fv)
+		default:
+			key := prefix + "." + sf.Tag.Get("toml")
+			out = append(out, field{Key: key, Env: EnvName(key), Value: fv})
 		}
 	}
 	return out
@@ -412,6 +481,15 @@ func readSecretFiles(cfg *Config) error {
 	}{
 		{"llm.api_key_file", cfg.LLM.APIKeyFile, &cfg.LLM.APIKey},
 		{"tts.api_key_file", cfg.TTS.APIKeyFile, &cfg.TTS.APIKey},
+		{"tts.fallback.api_key_file", cfg.TTS.Fallback.APIKeyFile, &cfg.TTS.Fallback.APIKey},
+	}
+	for i := range cfg.LLM.Fallbacks {
+		f := &cfg.LLM.Fallbacks[i]
+		pairs = append(pairs, struct {
+			key  string
+			file string
+			dst  *string
+		}{fmt.Sprintf("llm.fallbacks[%d].api_key_file", i), f.APIKeyFile, &f.APIKey})
 	}
 	for _, p := range pairs {
 		if p.file == "" {
@@ -438,7 +516,11 @@ func readSecretFiles(cfg *Config) error {
 // Secrets returns the configured secret values, for masking in logs.
 func (c *Config) Secrets() []string {
 	var out []string
-	for _, s := range []string{c.LLM.APIKey, c.TTS.APIKey} {
+	keys := []string{c.LLM.APIKey, c.TTS.APIKey, c.TTS.Fallback.APIKey}
+	for _, f := range c.LLM.Fallbacks {
+		keys = append(keys, f.APIKey)
+	}
+	for _, s := range keys {
 		if len(s) >= 4 {
 			out = append(out, s)
 		}

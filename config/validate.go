@@ -19,7 +19,7 @@ import (
 // checked here with the providers' own rules, so a valid configuration is one
 // every provider constructor accepts.
 func (c *Config) Validate() error {
-	checks := []func() error{c.validateServer, c.validateListen, c.validateLLM, c.validateTTS, c.validateSpeech, c.validateLimits, c.validateStore, c.validateMemory, c.validateUpdates, c.validateLog}
+	checks := []func() error{c.validateServer, c.validateListen, c.validateLLM, c.validateTTS, c.validateSpeech, c.validateLimits, c.validateDevices, c.validateStore, c.validateMemory, c.validateUpdates, c.validateLog}
 	for _, check := range checks {
 		if err := check(); err != nil {
 			return err
@@ -145,41 +145,19 @@ func checkPlain(addr string, force bool, forceKey string) error {
 
 func (c *Config) validateLLM() error {
 	l := c.LLM
-	if err := oneOf("llm.provider", l.Provider, "gemini", "openai"); err != nil {
+	if err := validateModel("llm.", l.Provider, l.Model, l.BaseURL, l.APIKey); err != nil {
 		return err
 	}
-	switch l.Provider {
-	case "gemini":
-		// As llm.NewGemini: a leading "models/" is accepted; the rest is one URL path segment.
-		m := strings.TrimPrefix(strings.TrimSpace(l.Model), "models/")
-		if m == "" {
-			return keyErr("llm.model", "must not be empty (e.g. \"gemini-2.5-flash-lite\")")
+	for i, f := range l.Fallbacks {
+		p := fmt.Sprintf("llm.fallbacks[%d].", i)
+		if err := validateModel(p, f.Provider, f.Model, f.BaseURL, f.APIKey); err != nil {
+			return err
 		}
-		if strings.ContainsFunc(m, func(r rune) bool { return !isAlnum(r) && !strings.ContainsRune(".-_", r) }) {
-			return keyErr("llm.model", "%q: a Gemini model name has only letters, digits, '.', '-' and '_' (e.g. \"gemini-2.5-flash-lite\")", l.Model)
-		}
-		if l.BaseURL != "" {
-			if err := checkAPIRoot("llm.base_url", l.BaseURL, "https://generativelanguage.googleapis.com"); err != nil {
+		if f.Timeout.Duration != 0 {
+			if err := durIn(p+"timeout", f.Timeout, time.Second, time.Hour); err != nil {
 				return err
 			}
 		}
-	case "openai":
-		m := strings.TrimSpace(l.Model)
-		if m == "" {
-			return keyErr("llm.model", "must not be empty for provider \"openai\" (the model name the server knows, e.g. \"llama3.2\")")
-		}
-		if strings.ContainsFunc(m, unicode.IsControl) {
-			return keyErr("llm.model", "%q contains control characters", l.Model)
-		}
-		if l.BaseURL == "" {
-			return keyErr("llm.base_url", "is required for provider \"openai\" (the /v1 root, e.g. \"http://localhost:11434/v1\")")
-		}
-		if err := checkAPIRoot("llm.base_url", l.BaseURL, "http://localhost:11434/v1"); err != nil {
-			return err
-		}
-	}
-	if !keyChars(strings.TrimSpace(l.APIKey)) {
-		return keyErr("llm.api_key", "contains spaces, line breaks or control characters; check the value (or the file llm.api_key_file names)")
 	}
 	return firstErr([]error{
 		durIn("llm.timeout", l.Timeout, time.Second, time.Hour),
@@ -189,6 +167,70 @@ func (c *Config) validateLLM() error {
 		intIn("llm.retries", l.Retries, 0, 5),
 		durIn("llm.retry_backoff", l.RetryBackoff, 0, 10*time.Second),
 		intIn("llm.thinking_budget", l.ThinkingBudget, -1, 32768),
+		intIn("llm.breaker_failures", l.BreakerFailures, 0, 1000),
+		durIn("llm.breaker_cooldown", l.BreakerCooldown, time.Second, time.Hour),
+	})
+}
+
+// validateModel checks one model endpoint ([llm] or one [[llm.fallbacks]]);
+// p is its key prefix.
+func validateModel(p, provider, model, baseURL, apiKey string) error {
+	if err := oneOf(p+"provider", provider, "gemini", "openai"); err != nil {
+		return err
+	}
+	switch provider {
+	case "gemini":
+		// As llm.NewGemini: a leading "models/" is accepted; the rest is one URL path segment.
+		m := strings.TrimPrefix(strings.TrimSpace(model), "models/")
+		if m == "" {
+			return keyErr(p+"model", "must not be empty (e.g. \"gemini-2.5-flash-lite\")")
+		}
+		if strings.ContainsFunc(m, func(r rune) bool { return !isAlnum(r) && !strings.ContainsRune(".-_", r) }) {
+			return keyErr(p+"model", "%q: a Gemini model name has only letters, digits, '.', '-' and '_' (e.g. \"gemini-2.5-flash-lite\")", model)
+		}
+		if baseURL != "" {
+			if err := checkAPIRoot(p+"base_url", baseURL, "https://generativelanguage.googleapis.com"); err != nil {
+				return err
+			}
+		}
+	case "openai":
+		m := strings.TrimSpace(model)
+		if m == "" {
+			return keyErr(p+"model", "must not be empty for provider \"openai\" (the model name the server knows, e.g. \"llama3.2\")")
+		}
+		if strings.ContainsFunc(m, unicode.IsControl) {
+			return keyErr(p+"model", "%q contains control characters", model)
+		}
+		if baseURL == "" {
+			return keyErr(p+"base_url", "is required for provider \"openai\" (the /v1 root, e.g. \"http://localhost:11434/v1\")")
+		}
+		if err := checkAPIRoot(p+"base_url", baseURL, "http://localhost:11434/v1"); err != nil {
+			return err
+		}
+	}
+	if !keyChars(strings.TrimSpace(apiKey)) {
+		return keyErr(p+"api_key", "contains spaces, line breaks or control characters; check the value (or the file %sapi_key_file names)", p)
+	}
+	return nil
+}
+
+func (c *Config) validateDevices() error {
+	d, q := c.Devices, c.Quotas
+	if err := oneOf("devices.pairing", d.Pairing, "open", "approve"); err != nil {
+		return err
+	}
+	if err := oneOf("devices.refusal", d.Refusal, "spoken", "status"); err != nil {
+		return err
+	}
+	if q.Timezone != "" {
+		if _, err := time.LoadLocation(q.Timezone); err != nil {
+			return keyErr("quotas.timezone", "%q is not a time zone this machine knows (an IANA name like \"Europe/Berlin\"; empty = the server's local time)", clip(q.Timezone))
+		}
+	}
+	return firstErr([]error{
+		durIn("devices.poll_interval", d.PollInterval, 100*time.Millisecond, time.Minute),
+		intIn("quotas.daily_turns", q.DailyTurns, 0, 1000000),
+		intIn("quotas.daily_tokens", q.DailyTokens, 0, 2000000000),
 	})
 }
 
@@ -231,51 +273,30 @@ var ttsFormats = map[string][]string{
 
 // ttsReceives says what a provider without a format setting always receives.
 var ttsReceives = map[string]string{
-	"edge":  "it always receives MP3",
-	"azure": "it always receives 48 kHz PCM",
+	"edge":    "it always receives MP3",
+	"azure":   "it always receives 48 kHz PCM",
+	"wyoming": "it always receives the PCM its audio events describe",
 }
 
 const minSampleRate, maxSampleRate = 8000, 192000
 
 func (c *Config) validateTTS() error {
 	t := c.TTS
-	if err := oneOf("tts.provider", t.Provider, "edge", "azure", "openai", "command"); err != nil {
+	if err := validateSpeaker("tts.", t.Speaker); err != nil {
 		return err
 	}
-	if t.Format != "" {
-		if allowed, ok := ttsFormats[t.Provider]; ok {
-			if !slices.Contains(allowed, t.Format) {
-				return keyErr("tts.format", "%q is not one of %s for provider %q (empty = %q)", t.Format, quoteList(allowed), t.Provider, allowed[0])
-			}
-		} else {
-			return keyErr("tts.format", "%q is not used by provider %q (%s); leave it empty", t.Format, t.Provider, ttsReceives[t.Provider])
+	if t.Fallback.Provider != "" {
+		if t.Fallback.Provider == t.Provider && t.Fallback == t.Speaker {
+			return keyErr("tts.fallback.provider", "[tts.fallback] is the same as [tts]; a fallback needs another provider, voice or endpoint")
 		}
-	}
-	if t.SampleRate != 0 && (t.SampleRate < minSampleRate || t.SampleRate > maxSampleRate) {
-		return keyErr("tts.sample_rate", "%d is outside %d..%d (0 = the provider's default)", t.SampleRate, minSampleRate, maxSampleRate)
-	}
-	if (t.Provider == "azure" || t.Provider == "openai") && !keyChars(t.APIKey) {
-		return keyErr("tts.api_key", "contains spaces, line breaks or control characters; check the value (or the file tts.api_key_file names)")
-	}
-	var err error
-	switch t.Provider {
-	case "edge":
-		err = c.validateEdge()
-	case "azure":
-		err = c.validateAzure()
-	case "openai":
-		err = c.validateOpenAITTS()
-	case "command":
-		err = c.validateCommand()
-	}
-	if err != nil {
-		return err
+		if err := validateSpeaker("tts.fallback.", t.Fallback); err != nil {
+			return err
+		}
 	}
 	if strings.TrimSpace(t.WelcomeText) == "" {
 		return keyErr("tts.welcome_text", "must not be empty (what GenerateWelcomeAudio says when the client sends no text)")
 	}
 	return firstErr([]error{
-		durIn("tts.timeout", t.Timeout, time.Second, 10*time.Minute),
 		intIn("tts.retries", t.Retries, 0, 5),
 		durIn("tts.retry_backoff", t.RetryBackoff, 0, 10*time.Second),
 		intIn("tts.lookahead", t.Lookahead, 1, 8),
@@ -283,22 +304,77 @@ func (c *Config) validateTTS() error {
 	})
 }
 
-func (c *Config) validateEdge() error {
-	t := c.TTS
+// validateSpeaker checks one speech provider's settings; p is the table's
+// key prefix ("tts." or "tts.fallback.").
+func validateSpeaker(p string, t Speaker) error {
+	if err := oneOf(p+"provider", t.Provider, "edge", "azure", "openai", "wyoming", "command"); err != nil {
+		return err
+	}
+	if t.Format != "" {
+		if allowed, ok := ttsFormats[t.Provider]; ok {
+			if !slices.Contains(allowed, t.Format) {
+				return keyErr(p+"format", "%q is not one of %s for provider %q (empty = %q)", t.Format, quoteList(allowed), t.Provider, allowed[0])
+			}
+		} else {
+			return keyErr(p+"format", "%q is not used by provider %q (%s); leave it empty", t.Format, t.Provider, ttsReceives[t.Provider])
+		}
+	}
+	if t.SampleRate != 0 && (t.SampleRate < minSampleRate || t.SampleRate > maxSampleRate) {
+		return keyErr(p+"sample_rate", "%d is outside %d..%d (0 = the provider's default)", t.SampleRate, minSampleRate, maxSampleRate)
+	}
+	if (t.Provider == "azure" || t.Provider == "openai") && !keyChars(t.APIKey) {
+		return keyErr(p+"api_key", "contains spaces, line breaks or control characters; check the value (or the file %sapi_key_file names)", p)
+	}
+	var err error
+	switch t.Provider {
+	case "edge":
+		err = validateEdge(p, t)
+	case "azure":
+		err = validateAzure(p, t)
+	case "openai":
+		err = validateOpenAITTS(p, t)
+	case "wyoming":
+		err = validateWyoming(p, t)
+	case "command":
+		err = validateCommand(p, t)
+	}
+	if err != nil {
+		return err
+	}
+	if p != "tts." && t.Timeout.Duration == 0 {
+		return nil // the fallback's 0 = tts.timeout
+	}
+	return durIn(p+"timeout", t.Timeout, time.Second, 10*time.Minute)
+}
+
+func validateWyoming(p string, t Speaker) error {
+	if t.BaseURL == "" {
+		return keyErr(p+"base_url", "is required for provider \"wyoming\" (the server's address, e.g. \"tcp://127.0.0.1:10200\" for wyoming-piper)")
+	}
+	if err := tts.CheckWyomingAddress(t.BaseURL); err != nil {
+		return keyErr(p+"base_url", "%v", err)
+	}
+	if len(t.Voice) > openAIFieldMax {
+		return keyErr(p+"voice", "is %d bytes long; at most %d", len(t.Voice), openAIFieldMax)
+	}
+	return nil
+}
+
+func validateEdge(p string, t Speaker) error {
 	if t.BaseURL != "" {
 		u, err := url.Parse(t.BaseURL)
 		if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
-			return keyErr("tts.base_url", "%q is not a ws:// or wss:// URL; for provider \"edge\" it overrides the read-aloud WebSocket endpoint (empty = %s)", clip(t.BaseURL), tts.EdgeURL)
+			return keyErr(p+"base_url", "%q is not a ws:// or wss:// URL; for provider \"edge\" it overrides the read-aloud WebSocket endpoint (empty = %s)", clip(t.BaseURL), tts.EdgeURL)
 		}
 	}
 	checks := []struct {
 		key, v string
 		check  func(string) error
 	}{
-		{"tts.voice", t.Voice, tts.CheckEdgeVoice},
-		{"tts.rate", t.Rate, tts.CheckEdgePercent},
-		{"tts.volume", t.Volume, tts.CheckEdgePercent},
-		{"tts.pitch", t.Pitch, tts.CheckEdgePitch},
+		{p + "voice", t.Voice, tts.CheckEdgeVoice},
+		{p + "rate", t.Rate, tts.CheckEdgePercent},
+		{p + "volume", t.Volume, tts.CheckEdgePercent},
+		{p + "pitch", t.Pitch, tts.CheckEdgePitch},
 	}
 	for _, ch := range checks {
 		if ch.v == "" {
@@ -311,31 +387,30 @@ func (c *Config) validateEdge() error {
 	return nil
 }
 
-func (c *Config) validateAzure() error {
-	t := c.TTS
+func validateAzure(p string, t Speaker) error {
 	if t.BaseURL != "" {
 		if err := tts.CheckHTTPBaseURL(t.BaseURL); err != nil {
-			return keyErr("tts.base_url", "%v (provider \"azure\": the host root, e.g. \"https://westeurope.tts.speech.microsoft.com\")", err)
+			return keyErr(p+"base_url", "%v (provider \"azure\": the host root, e.g. \"https://westeurope.tts.speech.microsoft.com\")", err)
 		}
 	} else {
 		if t.Region == "" {
-			return keyErr("tts.region", "is required for provider \"azure\" (e.g. \"westeurope\"), or set tts.base_url")
+			return keyErr(p+"region", "is required for provider \"azure\" (e.g. \"westeurope\"), or set tts.base_url")
 		}
 		if err := tts.CheckAzureRegion(t.Region); err != nil {
-			return keyErr("tts.region", "%v", err)
+			return keyErr(p+"region", "%v", err)
 		}
 	}
 	if t.APIKey == "" {
-		return keyErr("tts.api_key", "the Azure Speech key is required for provider \"azure\" (or set tts.api_key_file / NEXY_TTS_API_KEY_FILE)")
+		return keyErr(p+"api_key", "the Azure Speech key is required for provider \"azure\" (or set %sapi_key_file / %s)", p, EnvName(p+"api_key_file"))
 	}
 	if t.Voice != "" {
 		if err := tts.CheckAzureVoice(t.Voice); err != nil {
-			return keyErr("tts.voice", "%v (provider \"azure\"; empty = \"en-US-AriaNeural\")", err)
+			return keyErr(p+"voice", "%v (provider \"azure\"; empty = \"en-US-AriaNeural\")", err)
 		}
 	}
 	if t.Rate != "" {
 		if err := tts.CheckAzureRate(t.Rate); err != nil {
-			return keyErr("tts.rate", "%v (provider \"azure\"; empty = the default)", err)
+			return keyErr(p+"rate", "%v (provider \"azure\"; empty = the default)", err)
 		}
 	}
 	return nil
@@ -344,53 +419,51 @@ func (c *Config) validateAzure() error {
 // openAIFieldMax is the longest tts.model / tts.voice the openai provider sends.
 const openAIFieldMax = 200
 
-func (c *Config) validateOpenAITTS() error {
-	t := c.TTS
+func validateOpenAITTS(p string, t Speaker) error {
 	if t.BaseURL == "" {
-		return keyErr("tts.base_url", "is required for provider \"openai\" (the /v1 root, e.g. \"http://localhost:8880/v1\")")
+		return keyErr(p+"base_url", "is required for provider \"openai\" (the /v1 root, e.g. \"http://localhost:8880/v1\")")
 	}
 	if err := tts.CheckHTTPBaseURL(t.BaseURL); err != nil {
-		return keyErr("tts.base_url", "%v (provider \"openai\": the /v1 root, e.g. \"http://localhost:8880/v1\")", err)
+		return keyErr(p+"base_url", "%v (provider \"openai\": the /v1 root, e.g. \"http://localhost:8880/v1\")", err)
 	}
 	if len(t.Model) > openAIFieldMax {
-		return keyErr("tts.model", "is %d bytes long; at most %d", len(t.Model), openAIFieldMax)
+		return keyErr(p+"model", "is %d bytes long; at most %d", len(t.Model), openAIFieldMax)
 	}
 	if len(t.Voice) > openAIFieldMax {
-		return keyErr("tts.voice", "is %d bytes long; at most %d", len(t.Voice), openAIFieldMax)
+		return keyErr(p+"voice", "is %d bytes long; at most %d", len(t.Voice), openAIFieldMax)
 	}
 	return nil
 }
 
-func (c *Config) validateCommand() error {
-	t := c.TTS
+func validateCommand(p string, t Speaker) error {
 	if strings.TrimSpace(t.Command) == "" {
-		return keyErr("tts.command", "is required for provider \"command\" (e.g. \"espeak-ng --stdout\")")
+		return keyErr(p+"command", "is required for provider \"command\" (e.g. \"espeak-ng --stdout\")")
 	}
 	argv, err := tts.SplitCommand(t.Command)
 	if err != nil {
-		return keyErr("tts.command", "%v", err)
+		return keyErr(p+"command", "%v", err)
 	}
 	if len(argv) == 0 || argv[0] == "" {
-		return keyErr("tts.command", "%q names no program (e.g. \"espeak-ng --stdout\")", clip(t.Command))
+		return keyErr(p+"command", "%q names no program (e.g. \"espeak-ng --stdout\")", clip(t.Command))
 	}
 	if strings.Contains(argv[0], "{") {
-		return keyErr("tts.command", "the program name %q may not contain a placeholder; {text} and {voice} go in the arguments", argv[0])
+		return keyErr(p+"command", "the program name %q may not contain a placeholder; {text} and {voice} go in the arguments", argv[0])
 	}
 	if _, err := exec.LookPath(argv[0]); err != nil {
 		if strings.ContainsRune(argv[0], '/') || errors.Is(err, exec.ErrDot) {
-			return keyErr("tts.command", "program %q cannot be run: %v", argv[0], err)
+			return keyErr(p+"command", "program %q cannot be run: %v", argv[0], err)
 		}
-		return keyErr("tts.command", "program %q is not installed or not in PATH (e.g. apt-get install espeak-ng)", argv[0])
+		return keyErr(p+"command", "program %q is not installed or not in PATH (e.g. apt-get install espeak-ng)", argv[0])
 	}
 	if t.Format == tts.CommandFormatRaw && t.SampleRate == 0 {
-		return keyErr("tts.sample_rate", "is required with tts.format = \"raw\": the program's output rate, %d..%d (e.g. 22050 for piper)", minSampleRate, maxSampleRate)
+		return keyErr(p+"sample_rate", "is required with tts.format = \"raw\": the program's output rate, %d..%d (e.g. 22050 for piper)", minSampleRate, maxSampleRate)
 	}
 	if tts.CommandUsesVoice(argv) {
 		if t.Voice == "" {
-			return keyErr("tts.voice", "is required: tts.command uses {voice} (e.g. \"en-us\" for espeak-ng)")
+			return keyErr(p+"voice", "is required: tts.command uses {voice} (e.g. \"en-us\" for espeak-ng)")
 		}
 		if err := tts.CheckCommandVoice(t.Voice); err != nil {
-			return keyErr("tts.voice", "%v", err)
+			return keyErr(p+"voice", "%v", err)
 		}
 	}
 	return nil

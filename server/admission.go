@@ -153,15 +153,16 @@ func (a *admission) pruneBucketsLocked(now time.Time) {
 	}
 }
 
-// interrupt cancels every running turn of a device, frees their sessions and
-// slots at once, and returns their session ids.
-func (a *admission) interrupt(hardwareID string) []string {
+// interrupt cancels every running turn of a device with cause (an
+// InterruptSession, a revocation), frees their sessions and slots at once,
+// and returns their session ids.
+func (a *admission) interrupt(hardwareID string, cause error) []string {
 	a.mu.Lock()
 	var ids []string
 	var turns []*activeTurn
 	for key, t := range a.active {
 		if key.hardwareID == hardwareID {
-			t.cancel(errInterrupted)
+			t.cancel(cause)
 			turns = append(turns, t)
 			ids = append(ids, key.sessionID)
 		}

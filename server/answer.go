@@ -2,10 +2,13 @@ package server
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"time"
 
+	"github.com/nexy-server/nexy/audio"
+	"github.com/nexy-server/nexy/internal/fault"
 	"github.com/nexy-server/nexy/llm"
 	"github.com/nexy-server/nexy/tts"
 )
@@ -87,27 +90,102 @@ func (s *service) llmStream(ctx context.Context, req llm.Request) (llm.Stream, e
 	}
 }
 
-// synthesize starts speech, retrying a failed start (no audio yet, so
-// nothing can be spoken twice) up to tts.retries times.
+// synthesize starts speech and returns it once its first audio is in hand:
+// a provider that fails before any audio is retried (tts.retries; not a
+// rejected key or a refused request, which fail the same way again), then
+// [tts.fallback] speaks instead, so the user hears the answer in another
+// voice rather than silence. Nothing has been heard yet at any of these
+// points, so nothing can be spoken twice. The wait for the first audio costs
+// nothing: the caller waits for it anyway.
 func (s *service) synthesize(ctx context.Context, syn tts.Synthesizer, req tts.Request) (io.ReadCloser, error) {
-	var err error
+	pcm, err := s.synthesizeWith(ctx, syn, providerTTS, req)
+	if err == nil || s.speech.fallback == nil || ctx.Err() != nil {
+		return pcm, err
+	}
+	s.metrics.speechFellBack()
+	s.log.Warn("Speech fails: the fallback speaks instead", "scope", "grpc", "decision", "tts_fallback",
+		"provider", syn.Name(), "fallback", s.speech.fallback.Name(), "error", err.Error())
+	pcm, ferr := s.synthesizeWith(ctx, s.speech.fallback, providerTTSFallback, req)
+	if ferr != nil {
+		return nil, err // the configured provider's failure is the one to fix first
+	}
+	return pcm, nil
+}
+
+// synthesizeWith is one provider's attempts.
+func (s *service) synthesizeWith(ctx context.Context, syn tts.Synthesizer, label string, req tts.Request) (io.ReadCloser, error) {
 	for attempt := 0; ; attempt++ {
-		var pcm io.ReadCloser
-		if pcm, err = syn.Synthesize(ctx, req); err == nil {
-			return pcm, nil
+		pcm, err := syn.Synthesize(ctx, req)
+		if err == nil {
+			if pcm, err = primed(pcm); err == nil {
+				return pcm, nil
+			}
 		}
-		s.providerFailed(ctx, providerTTS, err)
-		if attempt >= s.cfg.TTS.Retries || ctx.Err() != nil {
-			return nil, s.speechErr(err)
+		s.providerFailed(ctx, label, err)
+		kind := tts.KindOf(err)
+		if kind == fault.Auth {
+			s.log.Error("The speech provider rejected the server's credentials: check "+speakerKey(label)+"api_key", "scope", "grpc",
+				"decision", "tts_auth_failed", "provider", syn.Name(), "error", err.Error())
 		}
-		s.metrics.providerRetried(providerTTS, speechKind(err))
+		if !kind.Retryable() || attempt >= s.cfg.TTS.Retries || ctx.Err() != nil {
+			return nil, &speechError{provider: syn.Name(), key: speakerKey(label), err: err}
+		}
+		s.metrics.providerRetried(label, kind.String())
 		s.log.Info("speech synthesis failed, retrying", "scope", "grpc", "decision", "tts_retry", "attempt", attempt+1, "error", err.Error())
 		select {
 		case <-time.After(time.Duration(attempt+1) * s.cfg.TTS.RetryBackoff.Duration):
 		case <-ctx.Done():
-			return nil, s.speechErr(err)
+			return nil, &speechError{provider: syn.Name(), key: speakerKey(label), err: err}
 		}
 	}
+}
+
+// speakerKey is the config table of a speech provider label.
+func speakerKey(label string) string {
+	if label == providerTTSFallback {
+		return "tts.fallback."
+	}
+	return "tts."
+}
+
+// primed reads a stream's first audio, so a provider that fails before
+// producing any (a refused key, a dropped connection, no audio at all) fails
+// here, where it may still be retried or replaced, and not in the middle of
+// the answer.
+func primed(pcm io.ReadCloser) (io.ReadCloser, error) {
+	head := make([]byte, audio.MaxChunkBytes)
+	for {
+		n, err := pcm.Read(head)
+		if n > 0 {
+			return &primedStream{head: head[:n], headErr: err, ReadCloser: pcm}, nil
+		}
+		if err != nil {
+			pcm.Close()
+			if err == io.EOF {
+				err = errors.New("the provider returned no audio")
+			}
+			return nil, err
+		}
+	}
+}
+
+// primedStream replays the first read, then reads on.
+type primedStream struct {
+	head    []byte
+	headErr error // returned once head is drained
+	io.ReadCloser
+}
+
+func (p *primedStream) Read(b []byte) (int, error) {
+	if len(p.head) > 0 {
+		n := copy(b, p.head)
+		p.head = p.head[n:]
+		return n, nil
+	}
+	if p.headErr != nil {
+		return 0, p.headErr
+	}
+	return p.ReadCloser.Read(b)
 }
 
 // logTurn writes the turn's decision line with its per-stage timings.

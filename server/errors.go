@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"os"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/nexy-server/nexy/internal/fault"
 	"github.com/nexy-server/nexy/llm"
+	"github.com/nexy-server/nexy/tts"
 )
 
 // turnError is an error classified into the taxonomy of SPEC §6: the gRPC
@@ -84,6 +84,8 @@ func classify(ctx context.Context, err error) *turnError {
 		return &turnError{code: codes.DeadlineExceeded, kind: "timeout", msg: "the client stopped reading the answer (limits.send_timeout)", err: err}
 	case errors.Is(cause, errClientGone), errors.Is(err, errClientGone):
 		return &turnError{code: codes.Canceled, kind: "cancelled_by_user", msg: "request cancelled", err: err}
+	case errors.Is(cause, errRevoked):
+		return &turnError{code: codes.Unauthenticated, kind: "unauthenticated", msg: "this device was revoked on this server", err: err}
 	case errors.Is(cause, errShutdown):
 		return &turnError{code: codes.Unavailable, kind: "unavailable", msg: "server is shutting down, please retry", err: err}
 	case ctx.Err() != nil && !errors.Is(cause, errTurnDone):
@@ -95,26 +97,45 @@ func classify(ctx context.Context, err error) *turnError {
 	}
 	var se *speechError
 	if errors.As(err, &se) {
-		return &turnError{code: codes.Unavailable, kind: "unavailable",
-			msg: fmt.Sprintf("speech synthesis is unavailable (tts.provider = %q), please try again", se.provider), err: err}
+		return classifySpeech(se, err)
 	}
 	return &turnError{code: codes.Internal, kind: "internal", msg: "internal error", err: err}
 }
 
-// speechError is a failure of the speech provider; it names the provider so
-// the log and the client's message say which setting to look at.
+// speechError is a failure of the speech provider; it names the provider
+// and its config table, so the log and the client's message say which
+// setting to look at.
 type speechError struct {
 	provider string
+	key      string // "tts." or "tts.fallback."
 	err      error
 }
 
-func (e *speechError) Error() string { return "tts.provider " + e.provider + ": " + e.err.Error() }
+func (e *speechError) Error() string { return e.key + "provider " + e.provider + ": " + e.err.Error() }
 
 func (e *speechError) Unwrap() error { return e.err }
 
 // speechErr marks err as the speech provider's.
 func (s *service) speechErr(err error) error {
-	return &speechError{provider: s.speech.turn.Name(), err: err}
+	return &speechError{provider: s.speech.turn.Name(), key: "tts.", err: err}
+}
+
+// classifySpeech maps a speech failure by its kind (tts.KindOf), never by
+// its text.
+func classifySpeech(se *speechError, err error) *turnError {
+	switch tts.KindOf(se.err) {
+	case fault.Auth:
+		if se.provider == "edge" {
+			return &turnError{code: codes.Unavailable, kind: "unavailable", msg: "the Edge speech service refused the connection; see the server log", err: err}
+		}
+		return &turnError{code: codes.Unavailable, kind: "unavailable",
+			msg: fmt.Sprintf("the speech provider rejected the server's key (check %sapi_key)", se.key), err: err}
+	case fault.Timeout:
+		return &turnError{code: codes.DeadlineExceeded, kind: "timeout",
+			msg: fmt.Sprintf("speech synthesis did not answer in time (%stimeout)", se.key), err: err}
+	}
+	return &turnError{code: codes.Unavailable, kind: "unavailable",
+		msg: fmt.Sprintf("speech synthesis is unavailable (%sprovider = %q), please try again", se.key, se.provider), err: err}
 }
 
 func classifyLLM(e *llm.Error) *turnError {
@@ -152,12 +173,5 @@ func (s *service) providerFailed(ctx context.Context, provider string, err error
 	s.metrics.providerFailed(provider, kind, err)
 }
 
-// speechKind classifies a speech provider failure: the tts package has no
-// kinds of its own, and the one an operator acts on differently is a timeout.
-func speechKind(err error) string {
-	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
-		return "timeout"
-	}
-	return "unavailable"
-}
+// speechKind classifies a speech provider failure by the tts package's kinds.
+func speechKind(err error) string { return tts.KindOf(err).String() }

@@ -260,7 +260,7 @@ func buildDeps(cfg *config.Config, log *slog.Logger) (Deps, func(), error) {
 		closers = append(closers, cache.Close)
 		deps.AudioCache = cache
 	}
-	if deps.LLM, deps.LLMMissing, err = providers.LLM(cfg); err == nil {
+	if deps.LLM, deps.LLMMissing, err = providers.LLM(cfg, nil); err == nil {
 		deps.TTS, err = providers.TTS(cfg)
 	}
 	if err != nil {

@@ -35,7 +35,10 @@ type memoryService struct {
 	cfg      config.Memory
 	log      *slog.Logger
 	metrics  *instruments // set by newService
-	now      func() time.Time
+	// usage counts the analyzer's tokens against the device's daily quota;
+	// set by newService.
+	usage func(hardwareID string, tokens int)
+	now   func() time.Time
 
 	ctx    context.Context // cancelled by close: analyses switch to the heuristic
 	cancel context.CancelFunc
@@ -204,6 +207,9 @@ func (m *memoryService) update(job memoryJob) {
 	defer wcancel()
 	err = m.store.ApplyMemory(wctx, change)
 	m.metrics.memoryAnalyzed(upd.Method, err == nil)
+	if u := change.Usage; err == nil && u != nil && m.usage != nil {
+		m.usage(u.HardwareID, u.InputTokens+u.OutputTokens)
+	}
 	if err != nil {
 		m.log.Error("Memory update not saved", "scope", "memory", "decision", "update_failed",
 			"hardware_id", shortID(job.hardwareID), "error", err.Error())

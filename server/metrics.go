@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/nexy-server/nexy/internal/buildinfo"
+	"github.com/nexy-server/nexy/llm"
 	pb "github.com/nexy-server/nexy/proto"
 )
 
@@ -43,8 +44,9 @@ const (
 // Provider stages, the label of the provider metrics and /status's
 // last-error block.
 const (
-	providerLLM = "llm"
-	providerTTS = "tts"
+	providerLLM         = "llm"
+	providerTTS         = "tts"
+	providerTTSFallback = "tts_fallback"
 )
 
 // refusalKinds are the admission refusals of SPEC §6 (RESOURCE_EXHAUSTED);
@@ -90,9 +92,12 @@ type instruments struct {
 	memoryUpdates   *prometheus.CounterVec
 	httpRequests    *prometheus.CounterVec
 	decisions       *prometheus.CounterVec
+	deviceRefusals  *prometheus.CounterVec
+	speechFallbacks prometheus.Counter
 
 	stages map[string]*sketch // per stage, for percentiles in /status and the summary
 	mask   func(string) string
+	chain  llmChain // nil: a single model without breaker
 
 	mu           sync.Mutex
 	turnCounts   map[string]int64 // by outcome
@@ -141,6 +146,12 @@ func newMetrics(active, streams func() int, secrets []string) *instruments {
 	m.providerErrs = f.counter("nexy_provider_errors_total", "Failed calls to the AI (llm) and speech (tts) providers, by kind; each attempt counts.", "provider", "kind")
 	m.providerRetries = f.counter("nexy_provider_retries_total", "Provider calls retried after a failure before any output, by provider and the failure's kind.", "provider", "kind")
 	m.memoryUpdates = f.counter("nexy_memory_analyses_total", "Memory analyses after turns, by method (llm, heuristic) and result (saved, failed).", "method", "result")
+	m.deviceRefusals = f.counter("nexy_device_refusals_total", "Requests refused for the device (spoken or as a status), by reason: not_approved, revoked, bad_token, daily_turns, daily_tokens.", "reason")
+	for _, r := range refusalReasons {
+		m.deviceRefusals.WithLabelValues(r)
+	}
+	m.speechFallbacks = prometheus.NewCounter(prometheus.CounterOpts{Name: "nexy_tts_fallbacks_total", Help: "Syntheses [tts.fallback] spoke because [tts] failed before any audio."})
+	m.reg.MustRegister(m.speechFallbacks)
 	m.httpRequests = f.counter("nexy_http_requests_total", "HTTP requests by route pattern and status code.", "route", "code")
 	m.reg.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "nexy_active_turns", Help: "Turns running now."}, func() float64 { return float64(active()) }),
@@ -285,6 +296,61 @@ const maxStatusMessage = 300
 // providerRetried records a retry of a provider call.
 func (m *instruments) providerRetried(provider, kind string) {
 	m.providerRetries.WithLabelValues(provider, kind).Inc()
+}
+
+// deviceRefused records a request refused for its device.
+func (m *instruments) deviceRefused(reason string) {
+	m.deviceRefusals.WithLabelValues(reason).Inc()
+	m.mu.Lock()
+	m.refusalCount[reason]++
+	m.mu.Unlock()
+}
+
+// speechFellBack records a synthesis handed to [tts.fallback].
+func (m *instruments) speechFellBack() { m.speechFallbacks.Inc() }
+
+// llmChain is the LLM provider with fallbacks and circuit breakers
+// (llm.Chain); its state is in /status and /metrics.
+type llmChain interface {
+	States() []llm.ProviderState
+}
+
+// watchChain exports the chain's breakers at each scrape.
+func (m *instruments) watchChain(c llmChain) {
+	m.chain = c
+	m.reg.MustRegister(chainCollector{c})
+}
+
+var (
+	breakerOpenDesc = prometheus.NewDesc("nexy_llm_breaker_open", "1 while the model's circuit breaker skips it (open), 0.5 half-open (one trial call), 0 closed; by config entry (llm, llm.fallbacks[N]).", []string{"model"}, nil)
+	llmCallsDesc    = prometheus.NewDesc("nexy_llm_calls_total", "Calls started on each model of the chain.", []string{"model"}, nil)
+	llmFailsDesc    = prometheus.NewDesc("nexy_llm_failures_total", "Calls that failed before any text, by model of the chain.", []string{"model"}, nil)
+	llmSkipsDesc    = prometheus.NewDesc("nexy_llm_fallbacks_total", "Times the chain moved on from a model (it failed, or its breaker was open).", []string{"model"}, nil)
+)
+
+// chainCollector reads the chain's state when /metrics is scraped.
+type chainCollector struct{ c llmChain }
+
+func (cc chainCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{breakerOpenDesc, llmCallsDesc, llmFailsDesc, llmSkipsDesc} {
+		ch <- d
+	}
+}
+
+func (cc chainCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, st := range cc.c.States() {
+		open := 0.0
+		switch st.State {
+		case "open":
+			open = 1
+		case "half_open":
+			open = 0.5
+		}
+		ch <- prometheus.MustNewConstMetric(breakerOpenDesc, prometheus.GaugeValue, open, st.Label)
+		ch <- prometheus.MustNewConstMetric(llmCallsDesc, prometheus.CounterValue, float64(st.Calls), st.Label)
+		ch <- prometheus.MustNewConstMetric(llmFailsDesc, prometheus.CounterValue, float64(st.Failures), st.Label)
+		ch <- prometheus.MustNewConstMetric(llmSkipsDesc, prometheus.CounterValue, float64(st.Fallbacks), st.Label)
+	}
 }
 
 // memoryAnalyzed records one memory analysis.

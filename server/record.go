@@ -35,6 +35,15 @@ type Store interface {
 	Memory(ctx context.Context, hardwareID string, q store.MemoryQuery) (store.Memory, error)
 	// ApplyMemory writes one memory update and returns once it is committed.
 	ApplyMemory(ctx context.Context, c store.MemoryChange) error
+
+	// Devices lists every device (pairing, tokens, limits).
+	Devices(ctx context.Context) ([]store.Device, error)
+	// DevicesVersion changes whenever any device is added or changed.
+	DevicesVersion(ctx context.Context) (int64, error)
+	// SeeDevice records a device the first time it asks, without waiting.
+	SeeDevice(ctx context.Context, hardwareID, prompt string, at time.Time) error
+	// UseSince is a device's turns and tokens since a time (for quotas).
+	UseSince(ctx context.Context, hardwareID string, since time.Time) (store.DayUse, error)
 }
 
 // sentLog collects the text and action that Send actually accepted, for the

@@ -71,6 +71,8 @@ type Deps struct {
 	LLMMissing string
 	// TTS speaks; required.
 	TTS tts.Synthesizer
+	// TTSFallback speaks when TTS fails before any audio; nil = none.
+	TTSFallback tts.Synthesizer
 	// Store records turns, usage and memory. Nil: nothing is recorded, and
 	// ReportUsage answers success=false.
 	Store Store
@@ -180,6 +182,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	}()
 	wg.Add(1)
 	go func() { defer wg.Done(); s.runMetricsSummary(sweepCtx) }()
+	// The device list is read before the first request is served: under
+	// pairing "approve" nobody is refused for want of it.
+	s.svc.devices.refresh(ctx)
+	wg.Add(1)
+	go func() { defer wg.Done(); s.svc.devices.run(sweepCtx) }()
 	grpcLns, httpLns := s.extraGRPC, s.extraHTTP
 	if s.grpcLn != nil {
 		grpcLns = append([]net.Listener{s.grpcLn}, grpcLns...)
@@ -218,6 +225,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	// Every turn has ended; let the memory analyses write what they found,
 	// and the phrase cache its last entries, before main closes the stores.
 	s.svc.memory.close()
+	s.svc.phrases.wait()
 	s.svc.speech.wait()
 	s.logMetricsSummary()
 	return err

@@ -39,6 +39,8 @@ type service struct {
 	collect *collectBuffer
 	budget  *requestBudget
 	metrics *instruments
+	devices *devices
+	phrases *phrases
 	now     func() time.Time
 
 	llmMissing string
@@ -57,6 +59,13 @@ func newService(cfg *config.Config, log *slog.Logger, deps Deps) *service {
 	}
 	s.metrics = newMetrics(s.adm.turns, s.adm.running, cfg.Secrets())
 	s.memory.metrics = s.metrics
+	s.devices = newDevices(cfg, deps.Store, log)
+	s.devices.revoked = func(hw string) { s.adm.interrupt(hw, errRevoked) }
+	s.memory.usage = s.devices.addTokens
+	s.phrases = newPhrases()
+	if c, ok := deps.LLM.(llmChain); ok {
+		s.metrics.watchChain(c)
+	}
 	return s
 }
 
@@ -79,6 +88,12 @@ func (s *service) StreamAudio(req *pb.StreamRequest, stream grpc.ServerStreaming
 }
 
 func (s *service) collectPhase(req *pb.StreamRequest, mime string, stream grpc.ServerStreamingServer[pb.StreamResponse], start time.Time) error {
+	if s.devices.refused(stream.Context(), req.GetHardwareId()) {
+		// Acknowledged as the client expects, but a device that will be
+		// refused at COMMIT holds no buffer here.
+		s.decision(slog.LevelDebug, "StreamAudio", "collect_refused_device", start, idAttrs(req)...)
+		return stream.Send(&pb.StreamResponse{Content: &pb.StreamResponse_EndMessage{EndMessage: collectAccepted}})
+	}
 	accepted, err := s.collect.put(req, mime)
 	if err != nil {
 		return s.refuse(stream.Send, "StreamAudio", req, start, err)
@@ -103,16 +118,24 @@ func (s *service) commitPhase(req *pb.StreamRequest, mime string, stream grpc.Se
 	if shot == "" {
 		shot, mime = buffered.screenshot, buffered.mime
 	}
+	if r := s.devices.admitDevice(stream.Context(), hw, prompt); r != nil {
+		return s.refuseDevice(stream, req, start, r)
+	}
 	if prompt == "" {
 		return s.refuse(stream.Send, "StreamAudio", req, start, invalid("Empty prompt: the request has no prompt and no collected transcript"))
 	}
 	if s.llm == nil {
 		return s.refuse(stream.Send, "StreamAudio", req, start, &turnError{code: codes.Unavailable, kind: "unavailable", msg: s.llmMissing})
 	}
+	unreserve, r := s.devices.reserveTurn(stream.Context(), hw)
+	if r != nil {
+		return s.refuseDevice(stream, req, start, r)
+	}
 	ctx, cancel := context.WithCancelCause(stream.Context())
 	defer cancel(nil)
 	release, aerr := s.adm.admit(hw, sid, cancel)
 	if aerr != nil {
+		unreserve()
 		return s.refuse(stream.Send, "StreamAudio", req, start, aerr)
 	}
 	defer release()
@@ -141,6 +164,7 @@ func (s *service) commitPhase(req *pb.StreamRequest, mime string, stream grpc.Se
 	}
 	s.logTurn(t, out.sentAny(), err)
 	s.metrics.turnEnded(&t.tm, t.chunks, turnOutcome(ctx, err))
+	s.devices.addTokens(hw, t.usage.InputTokens+t.usage.OutputTokens)
 	if err == nil {
 		s.memory.after(hw, sid, prompt, t.queuedText.String(), start)
 		return nil
@@ -174,12 +198,18 @@ func (s *service) sendError(send func(*pb.StreamResponse) error, te *turnError) 
 }
 
 // InterruptSession cancels every running turn of a device.
-func (s *service) InterruptSession(_ context.Context, req *pb.InterruptRequest) (*pb.InterruptResponse, error) {
+func (s *service) InterruptSession(ctx context.Context, req *pb.InterruptRequest) (*pb.InterruptResponse, error) {
 	start := s.now()
 	if err := validateHardwareID(req.GetHardwareId(), s.cfg.Limits.MaxIDLength); err != nil {
 		return nil, err.status()
 	}
-	ids := s.adm.interrupt(req.GetHardwareId())
+	if r := s.devices.check(ctx, req.GetHardwareId()); r != nil {
+		// Nobody outside may stop a device's answers: pairing and tokens hold here too.
+		s.metrics.deviceRefused(r.reason)
+		s.decision(slog.LevelInfo, "InterruptSession", "device_refused", start, slog.String("hardware_id", shortID(req.GetHardwareId())), slog.String("reason", r.reason))
+		return nil, r.turnError().status()
+	}
+	ids := s.adm.interrupt(req.GetHardwareId(), errInterrupted)
 	s.decision(slog.LevelInfo, "InterruptSession", "interrupt", start, slog.String("hardware_id", shortID(req.GetHardwareId())), slog.Int("cancelled", len(ids)))
 	return &pb.InterruptResponse{Success: true, InterruptedSessions: ids, Message: fmt.Sprintf("interrupted %d session(s)", len(ids))}, nil
 }
@@ -193,6 +223,11 @@ func (s *service) ReportUsage(ctx context.Context, req *pb.UsageRequest) (*pb.Us
 	if err := validateHardwareID(req.GetHardwareId(), s.cfg.Limits.MaxIDLength); err != nil {
 		return nil, err.status()
 	}
+	if r := s.devices.check(ctx, req.GetHardwareId()); r != nil {
+		s.metrics.deviceRefused(r.reason)
+		s.decision(slog.LevelInfo, "ReportUsage", "device_refused", start, slog.String("hardware_id", shortID(req.GetHardwareId())), slog.String("reason", r.reason))
+		return nil, r.turnError().status()
+	}
 	if err := s.validateUsage(req); err != nil {
 		s.decision(slog.LevelInfo, "ReportUsage", "reject", start, slog.String("hardware_id", shortID(req.GetHardwareId())),
 			slog.String("error_type", err.kind), slog.String("reason", err.msg))
@@ -205,6 +240,9 @@ func (s *service) ReportUsage(ctx context.Context, req *pb.UsageRequest) (*pb.Us
 	u := store.Usage{HardwareID: req.GetHardwareId(), SessionID: req.GetSessionId(), Source: store.SourceClientPrefix + source,
 		Model: req.GetModel(), InputTokens: int(req.GetInputTokens()), OutputTokens: int(req.GetOutputTokens()), At: start}
 	ok, msg := s.recordClientUsage(ctx, u)
+	if ok {
+		s.devices.addTokens(u.HardwareID, u.InputTokens+u.OutputTokens)
+	}
 	decision := "recorded"
 	if !ok {
 		decision = "not_recorded"

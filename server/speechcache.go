@@ -1,6 +1,8 @@
 package server
 
 import (
+	"fmt"
+
 	"github.com/nexy-server/nexy/audio"
 	"github.com/nexy-server/nexy/config"
 	"github.com/nexy-server/nexy/llm"
@@ -13,6 +15,7 @@ import (
 // client asks it for its own fixed phrases (welcome, limits, fallbacks).
 type speech struct {
 	turn, welcome tts.Synthesizer
+	fallback      tts.Synthesizer // [tts.fallback]; nil = none
 	cached        []*tts.Cached
 }
 
@@ -25,15 +28,18 @@ func (s speech) wait() {
 
 func newSpeech(cfg *config.Config, deps Deps) speech {
 	if deps.AudioCache == nil {
-		return speech{turn: deps.TTS, welcome: deps.TTS}
+		return speech{turn: deps.TTS, welcome: deps.TTS, fallback: deps.TTSFallback}
 	}
 	fixed := map[string]bool{}
-	for _, s := range []string{cannotDoText, llm.NoAnswerText, cfg.TTS.WelcomeText} {
+	// The refusal sentences too: after a restart the first refused device
+	// does not wait for a synthesis either.
+	for _, s := range []string{cannotDoText, llm.NoAnswerText, cfg.TTS.WelcomeText, notApprovedText, revokedText, badTokenText, tokensQuotaText,
+		fmt.Sprintf(turnsQuotaText, cfg.Quotas.DailyTurns)} {
 		fixed[tts.Speakable(s)] = true
 	}
 	// One cached phrase is at most as long as the longest welcome audio.
 	maxEntry := cfg.TTS.MaxWelcomeSeconds * audio.SampleRate * 2
 	turn := tts.NewCached(deps.TTS, deps.AudioCache, cfg.TTS.Voice, func(r tts.Request) bool { return fixed[r.Text] }, maxEntry)
 	welcome := tts.NewCached(deps.TTS, deps.AudioCache, cfg.TTS.Voice, nil, maxEntry)
-	return speech{turn: turn, welcome: welcome, cached: []*tts.Cached{turn, welcome}}
+	return speech{turn: turn, welcome: welcome, fallback: deps.TTSFallback, cached: []*tts.Cached{turn, welcome}}
 }

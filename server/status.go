@@ -42,7 +42,10 @@ type statusResponse struct {
 	Refusals      map[string]int64          `json:"refusals"`
 	Latency       map[string]latencySummary `json:"latency"`
 	Database      *statusDatabase           `json:"database"`
-	Updates       any                       `json:"updates,omitempty"`
+	// Devices: pairing, refusal mode, how many devices are in each state,
+	// the default daily limits. No ids: the endpoint is public.
+	Devices map[string]any `json:"devices"`
+	Updates any            `json:"updates,omitempty"`
 }
 
 type statusVersions struct {
@@ -53,8 +56,24 @@ type statusVersions struct {
 }
 
 type statusProviders struct {
-	LLM statusProvider `json:"llm"`
-	TTS statusProvider `json:"tts"`
+	LLM         statusProvider  `json:"llm"`
+	Chain       []statusBreaker `json:"llm_chain,omitempty"`
+	TTS         statusProvider  `json:"tts"`
+	TTSFallback *statusProvider `json:"tts_fallback,omitempty"`
+}
+
+// statusBreaker is one model of the LLM chain and its circuit breaker.
+type statusBreaker struct {
+	Entry     string     `json:"entry"` // llm, llm.fallbacks[N]
+	Provider  string     `json:"provider"`
+	Model     string     `json:"model"`
+	State     string     `json:"breaker"` // closed, open, half_open
+	OpenUntil *time.Time `json:"open_until,omitempty"`
+	Calls     uint64     `json:"calls"`
+	Failures  uint64     `json:"failures"`
+	Fallbacks uint64     `json:"fallbacks"`
+	LastError string     `json:"last_error,omitempty"`
+	LastKind  string     `json:"last_kind,omitempty"`
 }
 
 type statusProvider struct {
@@ -94,6 +113,11 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if s.svc.llm == nil {
 		resp.Providers.LLM.Problem = s.svc.llmMissing
 	}
+	resp.Providers.Chain = s.chainStatus()
+	if f := s.cfg.TTS.Fallback; f.Provider != "" {
+		resp.Providers.TTSFallback = &statusProvider{Provider: f.Provider, Voice: f.Voice, LastError: lastError(t, providerTTSFallback)}
+	}
+	resp.Devices = s.svc.devices.summary()
 	var total int64
 	for _, n := range resp.Turns {
 		total += n
@@ -117,6 +141,26 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		resp.Updates = s.feed.Status()
 	}
 	writeJSON(w, http.StatusOK, cacheNoStore, resp)
+}
+
+// chainStatus is the LLM chain's breakers, messages masked and cut.
+func (s *Server) chainStatus() []statusBreaker {
+	m := s.svc.metrics
+	if m.chain == nil {
+		return nil
+	}
+	var out []statusBreaker
+	for _, st := range m.chain.States() {
+		b := statusBreaker{Entry: st.Label, Provider: st.Provider, Model: st.Model, State: st.State, Calls: st.Calls,
+			Failures: st.Failures, Fallbacks: st.Fallbacks, LastKind: st.LastKind,
+			LastError: truncate(m.mask(st.LastError), maxStatusMessage)}
+		if !st.OpenUntil.IsZero() {
+			u := st.OpenUntil.UTC()
+			b.OpenUntil = &u
+		}
+		out = append(out, b)
+	}
+	return out
 }
 
 func lastError(t tally, provider string) *providerError {

@@ -5,6 +5,8 @@ package providers
 
 import (
 	"fmt"
+	"log/slog"
+	"time"
 
 	"github.com/nexy-server/nexy/config"
 	"github.com/nexy-server/nexy/llm"
@@ -15,59 +17,112 @@ import (
 // as a fallback only: config.Validate applies every check they make first and
 // names the key and env variable (main's TestValidatedProvidersConstruct).
 
-// LLM builds the configured LLM provider. Without a key the server still
-// starts; missing then tells the operator (and each refused turn) what to set.
-func LLM(cfg *config.Config) (p llm.Provider, missing string, err error) {
+// LLM builds the configured model and its [[llm.fallbacks]] as one chain
+// with a circuit breaker per model. Without a key for the main model the
+// server still starts; missing then tells the operator (and each refused
+// turn) what to set.
+func LLM(cfg *config.Config, log *slog.Logger) (p llm.Provider, missing string, err error) {
+	entries, missing, err := Models(cfg)
+	if err != nil || missing != "" {
+		return nil, missing, err
+	}
+	chain, err := llm.NewChain(entries, llm.BreakerConfig{Failures: cfg.LLM.BreakerFailures, Cooldown: cfg.LLM.BreakerCooldown.Duration}, log)
+	if err != nil {
+		return nil, "", fmt.Errorf("config: llm: %w", err)
+	}
+	return chain, "", nil
+}
+
+// Models builds each configured model on its own, in chain order: the main
+// one ("llm"), then "llm.fallbacks[0]" and so on. `nexy doctor` checks each.
+func Models(cfg *config.Config) (entries []llm.ChainEntry, missing string, err error) {
 	c := cfg.LLM
-	switch c.Provider {
-	case "gemini":
-		if c.APIKey == "" {
-			return nil, "no LLM key: set llm.api_key, llm.api_key_file or NEXY_LLM_API_KEY (a Gemini API key), " +
-				"or point llm.provider = \"openai\" and llm.base_url at a local OpenAI-compatible server", nil
+	if c.Provider == "gemini" && c.APIKey == "" {
+		return nil, "no LLM key: set llm.api_key, llm.api_key_file or NEXY_LLM_API_KEY (a Gemini API key), " +
+			"or point llm.provider = \"openai\" and llm.base_url at a local OpenAI-compatible server", nil
+	}
+	main, err := model(c, c.Provider, c.Model, c.BaseURL, c.APIKey, c.Timeout.Duration)
+	if err != nil {
+		return nil, "", fmt.Errorf("config: llm: %w", err)
+	}
+	entries = append(entries, llm.ChainEntry{Provider: main, Label: "llm", Model: c.Model})
+	for i, f := range c.Fallbacks {
+		label := fmt.Sprintf("llm.fallbacks[%d]", i)
+		if f.Provider == "gemini" && f.APIKey == "" {
+			return nil, "", fmt.Errorf("config: %s.api_key: a Gemini fallback needs a key (api_key or api_key_file)", label)
 		}
-		gc := llm.GeminiConfig{BaseURL: c.BaseURL, Model: c.Model, APIKey: c.APIKey, Timeout: c.Timeout.Duration,
+		timeout := f.Timeout.Duration
+		if timeout == 0 {
+			timeout = c.Timeout.Duration
+		}
+		p, err := model(c, f.Provider, f.Model, f.BaseURL, f.APIKey, timeout)
+		if err != nil {
+			return nil, "", fmt.Errorf("config: %s: %w", label, err)
+		}
+		entries = append(entries, llm.ChainEntry{Provider: p, Label: label, Model: f.Model})
+	}
+	return entries, "", nil
+}
+
+// model builds one model endpoint; the generation settings are the main model's.
+func model(c config.LLM, provider, name, baseURL, key string, timeout time.Duration) (llm.Provider, error) {
+	switch provider {
+	case "gemini":
+		gc := llm.GeminiConfig{BaseURL: baseURL, Model: name, APIKey: key, Timeout: timeout,
 			Temperature: c.Temperature, MaxOutputTokens: c.MaxOutputTokens, GoogleSearch: c.GoogleSearch}
 		if c.ThinkingBudget >= 0 {
 			gc.ThinkingBudget = &c.ThinkingBudget
 		}
-		p, err = llm.NewGemini(gc)
+		return llm.NewGemini(gc)
 	case "openai":
-		p, err = llm.NewOpenAI(llm.OpenAIConfig{BaseURL: c.BaseURL, Model: c.Model, APIKey: c.APIKey, Timeout: c.Timeout.Duration,
+		return llm.NewOpenAI(llm.OpenAIConfig{BaseURL: baseURL, Model: name, APIKey: key, Timeout: timeout,
 			Temperature: c.Temperature, MaxTokens: c.MaxOutputTokens})
-	default:
-		err = fmt.Errorf("unknown provider %q", c.Provider)
 	}
-	if err != nil {
-		return nil, "", fmt.Errorf("config: llm: %w", err)
-	}
-	return p, "", nil
+	return nil, fmt.Errorf("unknown provider %q", provider)
 }
 
-// TTS builds the configured speech provider.
+// TTS builds the configured speech provider ([tts]).
 func TTS(cfg *config.Config) (tts.Synthesizer, error) {
-	c := cfg.TTS
-	var (
-		s   tts.Synthesizer
-		err error
-	)
-	switch c.Provider {
-	case "edge":
-		s, err = tts.NewEdge(tts.EdgeConfig{URL: c.BaseURL, Voice: c.Voice, Rate: c.Rate, Pitch: c.Pitch, Volume: c.Volume, Timeout: c.Timeout.Duration})
-	case "azure":
-		if c.APIKey == "" {
-			return nil, fmt.Errorf("config: tts.api_key: the Azure Speech key is required (or tts.api_key_file / NEXY_TTS_API_KEY)")
-		}
-		s, err = tts.NewAzure(tts.AzureConfig{BaseURL: c.BaseURL, Region: c.Region, APIKey: c.APIKey, Voice: c.Voice, Rate: c.Rate, Timeout: c.Timeout.Duration})
-	case "openai":
-		s, err = tts.NewOpenAI(tts.OpenAIConfig{BaseURL: c.BaseURL, APIKey: c.APIKey, Model: c.Model, Voice: c.Voice,
-			Format: c.Format, PCMSampleRate: c.SampleRate, Timeout: c.Timeout.Duration})
-	case "command":
-		s, err = tts.NewCommand(tts.CommandConfig{Command: c.Command, Format: c.Format, SampleRate: c.SampleRate, Voice: c.Voice, Timeout: c.Timeout.Duration})
-	default:
-		err = fmt.Errorf("unknown provider %q", c.Provider)
-	}
+	s, err := Speaker(cfg.TTS.Speaker, cfg.TTS.Timeout.Duration)
 	if err != nil {
 		return nil, fmt.Errorf("config: tts: %w", err)
 	}
 	return s, nil
+}
+
+// TTSFallback builds [tts.fallback]; nil when none is configured.
+func TTSFallback(cfg *config.Config) (tts.Synthesizer, error) {
+	if cfg.TTS.Fallback.Provider == "" {
+		return nil, nil
+	}
+	s, err := Speaker(cfg.TTS.Fallback, cfg.TTS.Timeout.Duration)
+	if err != nil {
+		return nil, fmt.Errorf("config: tts.fallback: %w", err)
+	}
+	return s, nil
+}
+
+// Speaker builds one speech provider; a zero Timeout means defaultTimeout.
+func Speaker(c config.Speaker, defaultTimeout time.Duration) (tts.Synthesizer, error) {
+	timeout := c.Timeout.Duration
+	if timeout == 0 {
+		timeout = defaultTimeout
+	}
+	switch c.Provider {
+	case "edge":
+		return tts.NewEdge(tts.EdgeConfig{URL: c.BaseURL, Voice: c.Voice, Rate: c.Rate, Pitch: c.Pitch, Volume: c.Volume, Timeout: timeout})
+	case "azure":
+		if c.APIKey == "" {
+			return nil, fmt.Errorf("api_key: the Azure Speech key is required (or api_key_file)")
+		}
+		return tts.NewAzure(tts.AzureConfig{BaseURL: c.BaseURL, Region: c.Region, APIKey: c.APIKey, Voice: c.Voice, Rate: c.Rate, Timeout: timeout})
+	case "openai":
+		return tts.NewOpenAI(tts.OpenAIConfig{BaseURL: c.BaseURL, APIKey: c.APIKey, Model: c.Model, Voice: c.Voice,
+			Format: c.Format, PCMSampleRate: c.SampleRate, Timeout: timeout})
+	case "wyoming":
+		return tts.NewWyoming(tts.WyomingConfig{Address: c.BaseURL, Voice: c.Voice, Timeout: timeout})
+	case "command":
+		return tts.NewCommand(tts.CommandConfig{Command: c.Command, Format: c.Format, SampleRate: c.SampleRate, Voice: c.Voice, Timeout: timeout})
+	}
+	return nil, fmt.Errorf("unknown provider %q", c.Provider)
 }
