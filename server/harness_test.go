@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -35,15 +36,16 @@ func testKey(t testing.TB) string {
 // speechFake is a local OpenAI-compatible /v1/audio/speech server that streams
 // a recorded WAV (espeak-ng output) in small pieces, like a real server.
 type speechFake struct {
-	URL       string
-	wav       []byte
-	mu        sync.Mutex
-	texts     []string
-	hang      bool          // hold the response open after the header until the client leaves
-	delay     time.Duration // wait before answering each request
-	repeat    int           // answer with the WAV this many times over (one WAV per sentence, as some servers do); 0 = once
-	failOn    string        // answer requests whose body contains this with HTTP 500 ("" = never)
-	failFirst int           // answer the first failFirst requests with HTTP 503
+	URL        string
+	wav        []byte
+	mu         sync.Mutex
+	texts      []string
+	hang       bool          // hold the response open after the header until the client leaves
+	delay      time.Duration // wait before answering each request
+	repeat     int           // answer with the WAV this many times over (one WAV per sentence, as some servers do); 0 = once
+	failOn     string        // answer requests whose body contains this with HTTP 500 ("" = never)
+	failFirst  int           // answer the first failFirst requests with failStatus
+	failStatus int           // the status of failOn and failFirst; 0 = 500
 	// holdUntil: a request whose body contains holdUntil[0] stops after its
 	// first piece until a request containing holdUntil[1] has arrived.
 	holdUntil   [2]string
@@ -78,11 +80,12 @@ func (f *speechFake) serve(w http.ResponseWriter, r *http.Request) {
 		out = append(out[:len(out):len(out)], f.wav...)
 	}
 	failing := f.failOn != "" && strings.Contains(string(body), f.failOn) || len(f.texts) <= f.failFirst
+	failStatus := cmp.Or(f.failStatus, http.StatusInternalServerError)
 	hold := f.holdUntil[0] != "" && strings.Contains(string(body), f.holdUntil[0])
 	f.mu.Unlock()
 
 	if failing {
-		http.Error(w, `{"error":{"message":"engine crashed"}}`, http.StatusInternalServerError)
+		http.Error(w, `{"error":{"message":"engine crashed"}}`, failStatus)
 		return
 	}
 	time.Sleep(delay)
@@ -260,8 +263,11 @@ func buildDeps(cfg *config.Config, log *slog.Logger) (Deps, func(), error) {
 		closers = append(closers, cache.Close)
 		deps.AudioCache = cache
 	}
-	if deps.LLM, deps.LLMMissing, err = providers.LLM(cfg, nil); err == nil {
+	if deps.LLM, deps.LLMMissing, err = providers.LLM(cfg, log); err == nil {
 		deps.TTS, err = providers.TTS(cfg)
+	}
+	if err == nil {
+		deps.TTSFallback, err = providers.TTSFallback(cfg)
 	}
 	if err != nil {
 		closeAll()
