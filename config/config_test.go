@@ -427,3 +427,83 @@ func TestProviderSettingErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestFallbacksFromFile: [[llm.fallbacks]] and [tts.fallback] are read from
+// nexy.toml, checked under their own names, and their keys are secrets.
+func TestFallbacksFromFile(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key")
+	writeFile(t, keyFile, "fallback-key-123\n")
+	path := filepath.Join(dir, "nexy.toml")
+	writeFile(t, path, `
+[llm]
+provider = "openai"
+model = "main"
+base_url = "http://127.0.0.1:1/v1"
+
+[[llm.fallbacks]]
+provider = "openai"
+model = "second"
+base_url = "http://127.0.0.1:2/v1"
+api_key_file = "`+keyFile+`"
+timeout = "5s"
+
+[[llm.fallbacks]]
+provider = "gemini"
+model = "gemini-2.5-flash-lite"
+api_key = "third-key-456"
+
+[tts.fallback]
+provider = "command"
+command = "espeak-ng --stdout"
+`)
+	got, err := Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := got.LLM.Fallbacks
+	if len(f) != 2 || f[0].Model != "second" || f[0].APIKey != "fallback-key-123" || f[0].Timeout.Duration != 5*time.Second || f[1].Provider != "gemini" {
+		t.Fatalf("fallbacks %+v", f)
+	}
+	if got.TTS.Fallback.Provider != "command" || got.TTS.Fallback.Command != "espeak-ng --stdout" {
+		t.Fatalf("tts.fallback %+v", got.TTS.Fallback)
+	}
+	if s := strings.Join(got.Secrets(), " "); !strings.Contains(s, "fallback-key-123") || !strings.Contains(s, "third-key-456") {
+		t.Errorf("fallback keys are not masked secrets: %q", s)
+	}
+	for _, c := range []struct{ doc, want string }{
+		{"[llm]\nfallbacks = 3\n", "not a list of tables"},
+		{"[[llm.fallbacks]]\nprovider = \"openai\"\nmodel = \"m\"\nbase_url = \"http://x/v1\"\ncolor = \"red\"\n", "unknown key llm.fallbacks[0].color"},
+		{"[[llm.fallbacks]]\nprovider = \"claude\"\n", "llm.fallbacks[0].provider: \"claude\" is not one of"},
+		{"[[llm.fallbacks]]\nprovider = \"openai\"\nmodel = \"m\"\n", "llm.fallbacks[0].base_url: is required"},
+		{"[[llm.fallbacks]]\nprovider = \"openai\"\nmodel = \"m\"\nbase_url = \"http://x/v1\"\ntimeout = \"2h\"\n", "llm.fallbacks[0].timeout"},
+		{"[tts.fallback]\nprovider = \"command\"\ncomand = \"x\"\n", "unknown key tts.fallback.comand (did you mean tts.fallback.command?)"},
+	} {
+		writeFile(t, path, c.doc)
+		if _, err := Load(path, nil); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: got %v, want %q", c.doc, err, c.want)
+		}
+	}
+}
+
+func TestDevicesAndQuotasValidation(t *testing.T) {
+	for _, c := range []struct {
+		env  string
+		want string
+	}{
+		{"NEXY_DEVICES_PAIRING=closed", `devices.pairing (NEXY_DEVICES_PAIRING): "closed" is not one of "open" or "approve"`},
+		{"NEXY_DEVICES_REFUSAL=silent", `devices.refusal (NEXY_DEVICES_REFUSAL): "silent" is not one of "spoken" or "status"`},
+		{"NEXY_DEVICES_POLL_INTERVAL=10ms", "devices.poll_interval"},
+		{"NEXY_QUOTAS_DAILY_TURNS=-1", "quotas.daily_turns"},
+		{"NEXY_QUOTAS_DAILY_TOKENS=-5", "quotas.daily_tokens"},
+		{"NEXY_QUOTAS_TIMEZONE=Mars/Olympus", `quotas.timezone (NEXY_QUOTAS_TIMEZONE): "Mars/Olympus" is not a time zone`},
+	} {
+		if _, err := Load("", []string{c.env}); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want %q", c.env, err, c.want)
+		}
+	}
+	got, err := Load("", []string{"NEXY_QUOTAS_TIMEZONE=Europe/Berlin", "NEXY_DEVICES_PAIRING=approve"})
+	if err != nil || got.Quotas.Timezone != "Europe/Berlin" || got.Devices.Pairing != "approve" {
+		t.Fatalf("valid devices/quotas: %v", err)
+	}
+}
