@@ -93,8 +93,11 @@ func (r *refusal) turnError() *turnError { return &turnError{code: r.code, kind:
 
 // devices decides which devices may ask (pairing, revocation, bearer
 // tokens) and how much (daily quotas). Its view of the devices table is
-// reloaded whenever the table's change number moves, so `nexy devices`,
-// run in another process, takes effect within devices.poll_interval.
+// reloaded whenever the table's change number moves: every request that
+// starts a turn (or interrupts, or reports usage) reads that number (one
+// index probe), so `nexy devices`, run in another process, takes effect on
+// the next request; a poll every devices.poll_interval stops the running
+// turns of a device revoked meanwhile.
 type devices struct {
 	cfg    config.Devices
 	quotas config.Quotas
@@ -209,6 +212,7 @@ func (d *devices) admitDevice(ctx context.Context, hardwareID, prompt string) *r
 	if d.store == nil {
 		return nil
 	}
+	d.refresh(ctx)
 	d.mu.Lock()
 	dev, ok := d.known[hardwareID]
 	record := !ok && (d.cfg.Pairing == "open" || d.pending < maxPendingDevices)
@@ -227,11 +231,18 @@ func (d *devices) admitDevice(ctx context.Context, hardwareID, prompt string) *r
 }
 
 // check is admitDevice for requests that do not start a turn
-// (InterruptSession, ReportUsage, COLLECT): nothing is recorded.
+// (InterruptSession, ReportUsage): nothing is recorded.
 func (d *devices) check(ctx context.Context, hardwareID string) *refusal {
 	if d.store == nil {
 		return nil
 	}
+	d.refresh(ctx)
+	return d.cached(ctx, hardwareID)
+}
+
+// cached judges by the last list read, without asking the store: a COLLECT
+// only decides whether its transcript is buffered, and comes every 120 ms.
+func (d *devices) cached(ctx context.Context, hardwareID string) *refusal {
 	d.mu.Lock()
 	dev, ok := d.known[hardwareID]
 	d.mu.Unlock()

@@ -101,3 +101,22 @@ func TestUseSince(t *testing.T) {
 		t.Errorf("unknown device used %+v", u)
 	}
 }
+
+// BenchmarkDevicesVersion is what every COMMIT pays to see device changes
+// made by `nexy devices` in another process.
+func BenchmarkDevicesVersion(b *testing.B) {
+	db := openTest(b)
+	ctx := context.Background()
+	approved := DeviceApproved
+	for i := range 200 {
+		if _, err := db.ChangeDevice(ctx, "HW-"+string(rune('A'+i%26))+string(rune('a'+i/26)), DeviceChange{Status: &approved}, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := db.DevicesVersion(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
