@@ -360,7 +360,9 @@ func memoryForget(ctx context.Context, w io.Writer, db *store.DB, exp store.Devi
 
 const usageUsage = `usage: nexy usage [--since 7d] [--device ID] [--json] [-config nexy.toml]
 
-Tokens and estimated cost per device, source and model. --since takes Nd
+Tokens and estimated cost per device, source and model, then today's turns
+and tokens of each device against its daily limits (since midnight in
+quotas.timezone, as the server counts its quotas). --since takes Nd
 (days), Nh or any Go duration (90m), or a date YYYY-MM-DD (UTC midnight).
 Costs use usage.prices (USD per million tokens); a model without a price
 shows "-". The table shortens hardware ids as the server log does; --json
@@ -398,10 +400,18 @@ func usageCmd(args []string, stdout, stderr io.Writer) int {
 			return err
 		}
 		rep := buildUsage(rows, prices, from, *device)
+		since, loc, today, err := usageToday(ctx, cfg, db, *device, time.Now())
+		if err != nil {
+			return err
+		}
+		rep.TodaySince, rep.Today = since, today
 		if *asJSON {
 			return printJSON(stdout, rep)
 		}
-		return printUsage(stdout, rep)
+		if err := printUsage(stdout, rep); err != nil {
+			return err
+		}
+		return printToday(stdout, since, loc, today)
 	})
 }
 
@@ -427,6 +437,10 @@ type usageReport struct {
 	Device string      `json:"device,omitempty"`
 	Rows   []usageLine `json:"rows"`
 	Total  usageTotal  `json:"total"`
+	// Today is each device's use since local midnight in quotas.timezone
+	// against its daily limits (0 = unlimited).
+	TodaySince time.Time   `json:"today_since"`
+	Today      []todayLine `json:"today"`
 }
 
 type usageLine struct {

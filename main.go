@@ -41,6 +41,15 @@ the history (each reads the same config as serve; -config nexy.toml):
   nexy restore FILE [--force]      replace the history with a checked backup (server stopped)
   nexy drill                       prove the newest backup restores; the result is recorded
 
+the devices (same config; nexy devices -h; the running server applies changes within
+devices.poll_interval):
+  nexy devices list [--json]       every device: status, first request, today's use and limits
+  nexy devices approve|revoke ID   let a device ask, or refuse it (also ahead of its first request)
+  nexy devices rename ID NAME...   name a device
+  nexy devices limit ID [--turns N] [--tokens N] [--default]
+                                   its daily limits (0 = unlimited; --default = the quotas.*)
+  nexy devices token ID [--remove] give it a bearer token, printed once; or remove its token
+
 the app's update feed (same config; nexy keys -h, nexy release -h):
   nexy keys generate [--out FILE]  make the update signing key; prints SUPublicEDKey
   nexy release sign FILE           print sparkle:edSignature and length, as sign_update
@@ -72,6 +81,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return restoreCmd(args[1:], stdout, stderr)
 	case "drill":
 		return drillCmd(args[1:], stdout, stderr)
+	case "devices":
+		return devicesCmd(args[1:], stdout, stderr)
 	case "keys":
 		return keysCmd(args[1:], stdout, stderr)
 	case "release":
