@@ -2,9 +2,9 @@ package main
 
 // nexy devices: the owner's view of the devices table (who asked, who
 // waits for approval, who may ask how much) and its changes. The running
-// server polls the table every devices.poll_interval, so a change made
+// server reads the table's change number on every request, so a change made
 // here applies to its next request; revoking also stops the device's
-// running answers.
+// running answers within devices.poll_interval.
 
 import (
 	"context"
@@ -46,7 +46,8 @@ const devicesUsage = `usage: nexy devices ACTION [flags] [-config nexy.toml]
 
 ID is the device's hardware id, as nexy devices list shows it whole. A device
 never seen can be approved, revoked, named, limited or given a token ahead of
-its first request. The running server applies a change within
+its first request. The running server applies a change from the device's
+next request on; a revoked device's running answers stop within
 devices.poll_interval.
 `
 
@@ -142,7 +143,7 @@ func changeDevice(fs *flag.FlagSet, cfgPath, id string, stdout, stderr io.Writer
 		if after != nil {
 			after(stdout, cfg, d, ahead)
 		}
-		fmt.Fprintf(stdout, "the running server applies it within devices.poll_interval (%s)\n", cfg.Devices.PollInterval.Duration)
+		fmt.Fprintf(stdout, "the running server applies it from the device's next request on\n")
 		return nil
 	})
 }

@@ -117,7 +117,7 @@ func TestDevicesCommands(t *testing.T) {
 	// Approved ahead of its first request.
 	out = e.mustNexyEnv(t, approve, "devices", "approve", "HW-AHEAD-1")
 	mustContain(t, "approve ahead", out, "device HW-AHEAD-1: approved, no name, daily turns 50 (default), daily tokens ∞ (default), token no",
-		"not seen yet: approved ahead of its first request", "within devices.poll_interval (1s)")
+		"not seen yet: approved ahead of its first request", "applies it from the device's next request on")
 	if d := e.device(t, "HW-AHEAD-1"); d.Status != store.DeviceApproved || d.ApprovedAt.IsZero() {
 		t.Errorf("approved ahead: %+v", d)
 	}
