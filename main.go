@@ -4,6 +4,7 @@
 //	nexy serve [-config nexy.toml]   run the server
 //	nexy ask [flags] "question"      ask a running server, print the answer, save the speech
 //	nexy version                     print the version
+//	nexy doctor [--json]             check the config, providers, TLS and ports
 package main
 
 import (
@@ -32,6 +33,8 @@ usage:
   nexy ask [flags] "question"      ask a running server; prints text, action and timings,
                                    writes the speech to a WAV file (nexy ask -h for flags)
   nexy version                     print the version, commit and Go version
+  nexy doctor [--json]             check config, data dir, database, LLM, TTS, TLS, the public
+                                   port and keepalive; exit 1 if any check fails (nexy doctor -h)
 
 the history (each reads the same config as serve; -config nexy.toml):
   nexy memory show|export|forget HARDWARE_ID      a device's memory: show it, export it as JSON,
@@ -87,6 +90,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return keysCmd(args[1:], stdout, stderr)
 	case "release":
 		return releaseCmd(args[1:], stdout, stderr)
+	case "doctor":
+		return doctorCmd(args[1:], stdout, stderr)
 	case "version":
 		if len(args) > 1 {
 			fmt.Fprintf(stderr, "nexy version: unexpected argument %q\n", args[1])
