@@ -44,8 +44,7 @@ the history (each reads the same config as serve; -config nexy.toml):
   nexy restore FILE [--force]      replace the history with a checked backup (server stopped)
   nexy drill                       prove the newest backup restores; the result is recorded
 
-the devices (same config; nexy devices -h; the running server applies changes within
-devices.poll_interval):
+the devices (same config; nexy devices -h; a change applies from the device's next request):
   nexy devices list [--json]       every device: status, first request, today's use and limits
   nexy devices approve|revoke ID   let a device ask, or refuse it (also ahead of its first request)
   nexy devices rename ID NAME...   name a device
