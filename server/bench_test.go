@@ -130,3 +130,47 @@ func oneTurn(b *testing.B, h *harness, hw string) time.Duration {
 		}
 	}
 }
+
+// BenchmarkSpokenRefusal is the cost of turning away a device that is not
+// approved: the sentence's audio is made once, then every refusal is sent
+// from memory (no model or speech call; the test TestPairingApproveThenRevoke
+// proves it).
+//
+//	go test -run '^$' -bench BenchmarkSpokenRefusal -benchtime 500x ./server/
+func BenchmarkSpokenRefusal(b *testing.B) {
+	fake := llmtest.NewOpenAI(b, llmtest.Script{Deltas: actionReply})
+	cfg := testConfig(b, "openai", fake.URL, newSpeechFake(b).URL)
+	cfg.Log.Level = "warn"
+	cfg.Devices.Pairing = "approve"
+	h := startServer(b, cfg)
+	refuse := func() int {
+		stream, err := h.client.StreamAudio(context.Background(), commitReq(newSession(), "hello"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		chunks := 0
+		for {
+			m, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				return chunks
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			if m.GetAudioChunk() != nil {
+				chunks++
+			}
+		}
+	}
+	refuse() // the first refusal synthesizes the sentence
+	b.ResetTimer()
+	for b.Loop() {
+		if refuse() == 0 {
+			b.Fatal("a refusal without audio")
+		}
+	}
+	b.StopTimer()
+	if n := len(fake.Requests()); n != 0 {
+		b.Fatalf("the model was asked %d times", n)
+	}
+}
