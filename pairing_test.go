@@ -26,7 +26,7 @@ import (
 func TestPairingAcrossProcesses(t *testing.T) {
 	fake := llmtest.NewOpenAI(t,
 		llmtest.Script{Deltas: []string{`{"text": "Hello over TLS."}`}},
-		llmtest.Script{Deltas: []string{`{"text": "A long story begins here. `, `And goes on."}`}, Hang: true, HangAfter: 1})
+		llmtest.Script{Deltas: []string{`{"text": "A long story begins here. And `, `it goes on."}`}, Hang: true, HangAfter: 2})
 	e := newAdminEnv(t)
 	c := startServe(t, "NEXY_SERVER_DATA_DIR="+e.data, "NEXY_LISTEN_ADDRESS=127.0.0.1:0", "NEXY_TLS_MODE=self-signed",
 		"NEXY_DEVICES_PAIRING=approve", "NEXY_DEVICES_POLL_INTERVAL=100ms",
@@ -49,13 +49,14 @@ func TestPairingAcrossProcesses(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	ended := make(chan error, 1)
-	go func() { ended <- longTurnOverTLS(ctx, addr, conf, hw) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for len(fake.Requests()) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("the second question never reached the model")
-		}
-		time.Sleep(5 * time.Millisecond)
+	started := make(chan struct{})
+	go func() { ended <- longTurnOverTLS(ctx, addr, conf, hw, started) }()
+	select {
+	case <-started: // the answer has begun: the revoke cuts it short
+	case err := <-ended:
+		t.Fatalf("the long answer ended before it began: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the long answer never began")
 	}
 	e.mustNexyEnv(t, env, "devices", "revoke", hw)
 	select {
@@ -72,8 +73,9 @@ func TestPairingAcrossProcesses(t *testing.T) {
 	mustContain(t, "serve log", c.stop(t), "decision=device_refused", "reason=not_approved", "reason=revoked")
 }
 
-// longTurnOverTLS asks as the device and returns how the stream ended (nil = end_message).
-func longTurnOverTLS(ctx context.Context, addr string, conf *tls.Config, hw string) error {
+// longTurnOverTLS asks as the device, closes started at the first message,
+// and returns how the stream ended.
+func longTurnOverTLS(ctx context.Context, addr string, conf *tls.Config, hw string, started chan<- struct{}) error {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(conf)))
 	if err != nil {
 		return err
@@ -86,13 +88,16 @@ func longTurnOverTLS(ctx context.Context, addr string, conf *tls.Config, hw stri
 	if err != nil {
 		return err
 	}
-	for {
+	for first := true; ; first = false {
 		m, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
 		if err != nil {
 			return err
+		}
+		if first {
+			close(started)
 		}
 		if m.GetEndMessage() != "" {
 			return errors.New("the revoked answer ended with end_message")

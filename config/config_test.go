@@ -391,7 +391,7 @@ func TestProviderSettingErrors(t *testing.T) {
 
 		// [tts.fallback] is checked with the same rules as [tts], under its own keys.
 		{"tts.fallback.provider", []string{"NEXY_TTS_FALLBACK_PROVIDER=piper"}, `"wyoming" or "command"`},
-		{"tts.fallback.provider", []string{"NEXY_TTS_FALLBACK_PROVIDER=edge", "NEXY_TTS_FALLBACK_COMMAND=espeak-ng --stdout", "NEXY_TTS_FALLBACK_TIMEOUT=30s"}, "same as [tts]"},
+		{"tts.fallback.provider", []string{"NEXY_TTS_FALLBACK_PROVIDER=edge", "NEXY_TTS_FALLBACK_COMMAND=espeak-ng --stdout"}, "same as [tts]"},
 		{"tts.fallback.voice", []string{"NEXY_TTS_FALLBACK_PROVIDER=edge", "NEXY_TTS_FALLBACK_VOICE=Aria' onload='x"}, "Edge voice"},
 		{"tts.fallback.base_url", []string{"NEXY_TTS_FALLBACK_PROVIDER=openai"}, "required"},
 		{"tts.fallback.api_key", []string{"NEXY_TTS_FALLBACK_PROVIDER=azure", "NEXY_TTS_FALLBACK_REGION=westeurope"}, "Azure Speech key is required"},
@@ -476,6 +476,7 @@ command = "espeak-ng --stdout"
 		{"[[llm.fallbacks]]\nprovider = \"openai\"\nmodel = \"m\"\nbase_url = \"http://x/v1\"\ncolor = \"red\"\n", "unknown key llm.fallbacks[0].color"},
 		{"[[llm.fallbacks]]\nprovider = \"claude\"\n", "llm.fallbacks[0].provider: \"claude\" is not one of"},
 		{"[[llm.fallbacks]]\nprovider = \"openai\"\nmodel = \"m\"\n", "llm.fallbacks[0].base_url: is required"},
+		{"[[llm.fallbacks]]\nprovider = \"gemini\"\nmodel = \"gemini-2.5-flash\"\n", "llm.fallbacks[0].api_key: a Gemini fallback needs its key"},
 		{"[[llm.fallbacks]]\nprovider = \"openai\"\nmodel = \"m\"\nbase_url = \"http://x/v1\"\ntimeout = \"2h\"\n", "llm.fallbacks[0].timeout"},
 		{"[tts.fallback]\nprovider = \"command\"\ncomand = \"x\"\n", "unknown key tts.fallback.comand (did you mean tts.fallback.command?)"},
 	} {

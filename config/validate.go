@@ -153,6 +153,11 @@ func (c *Config) validateLLM() error {
 		if err := validateModel(p, f.Provider, f.Model, f.BaseURL, f.APIKey); err != nil {
 			return err
 		}
+		if f.Provider == "gemini" && f.APIKey == "" {
+			// The main model may start without a key (the server says what to
+			// set); a fallback that can never answer is a mistake to report.
+			return keyErr(p+"api_key", "a Gemini fallback needs its key (api_key, or api_key_file)")
+		}
 		if f.Timeout.Duration != 0 {
 			if err := durIn(p+"timeout", f.Timeout, time.Second, time.Hour); err != nil {
 				return err
@@ -286,7 +291,11 @@ func (c *Config) validateTTS() error {
 		return err
 	}
 	if t.Fallback.Provider != "" {
-		if t.Fallback.Provider == t.Provider && t.Fallback == t.Speaker {
+		same := t.Fallback
+		if same.Timeout.Duration == 0 {
+			same.Timeout = t.Timeout // 0 = tts.timeout
+		}
+		if same == t.Speaker {
 			return keyErr("tts.fallback.provider", "[tts.fallback] is the same as [tts]; a fallback needs another provider, voice or endpoint")
 		}
 		if err := validateSpeaker("tts.fallback.", t.Fallback); err != nil {

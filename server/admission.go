@@ -110,6 +110,15 @@ func (a *admission) releaseLocked(key collectKey, t *activeTurn) {
 	<-a.slots
 }
 
+// takeToken spends one of the device's rate tokens on something that is not
+// a turn (a refusal, which also sends seconds of audio); false when the
+// device is over limits.max_rate_per_second.
+func (a *admission) takeToken(hardwareID string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.takeTokenLocked(hardwareID)
+}
+
 // acquireSlot takes a concurrency slot for work that is not a turn (welcome audio).
 func (a *admission) acquireSlot() (release func(), err *turnError) {
 	select {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/nexy-server/nexy/audio"
@@ -66,7 +68,8 @@ func (s *service) fallbackText(reply llm.Reply, action *llm.Action) string {
 }
 
 // llmStream starts the model's answer, retrying a call the provider refused
-// before answering (unavailable or rate-limited) up to llm.retries times.
+// before answering (unavailable, rate-limited, a gateway timeout) up to
+// llm.retries times.
 // No text has arrived at that point, so nothing can be said twice.
 func (s *service) llmStream(ctx context.Context, req llm.Request) (llm.Stream, error) {
 	for attempt := 0; ; attempt++ {
@@ -76,7 +79,9 @@ func (s *service) llmStream(ctx context.Context, req llm.Request) (llm.Stream, e
 		}
 		s.providerFailed(ctx, providerLLM, err)
 		kind := llm.KindOf(err)
-		retryable := kind == llm.KindUnavailable || kind == llm.KindRateLimited
+		// A timeout of our own (llm.timeout) already waited long: not again.
+		// A gateway's 408/504 came back at once, like a 503.
+		retryable := kind == llm.KindUnavailable || kind == llm.KindRateLimited || gatewayTimeout(err)
 		if !retryable || attempt >= s.cfg.LLM.Retries || ctx.Err() != nil {
 			return nil, err
 		}
@@ -90,6 +95,13 @@ func (s *service) llmStream(ctx context.Context, req llm.Request) (llm.Stream, e
 	}
 }
 
+// gatewayTimeout reports an HTTP 408 or 504 from the provider (or a proxy in
+// front of it), as opposed to llm.timeout running out here.
+func gatewayTimeout(err error) bool {
+	var le *llm.Error
+	return errors.As(err, &le) && (le.Status == http.StatusRequestTimeout || le.Status == http.StatusGatewayTimeout)
+}
+
 // synthesize starts speech and returns it once its first audio is in hand:
 // a provider that fails before any audio is retried (tts.retries; not a
 // rejected key or a refused request, which fail the same way again), then
@@ -98,9 +110,22 @@ func (s *service) llmStream(ctx context.Context, req llm.Request) (llm.Stream, e
 // points, so nothing can be spoken twice. The wait for the first audio costs
 // nothing: the caller waits for it anyway.
 func (s *service) synthesize(ctx context.Context, syn tts.Synthesizer, req tts.Request) (io.ReadCloser, error) {
+	return s.speak(ctx, syn, req, nil)
+}
+
+// speak is synthesize for one of several segments: once one segment fell
+// back, sticky makes the later ones of the same turn go straight to the
+// fallback instead of each waiting for the failing provider again.
+func (s *service) speak(ctx context.Context, syn tts.Synthesizer, req tts.Request, sticky *atomic.Bool) (io.ReadCloser, error) {
+	if sticky != nil && sticky.Load() && s.speech.fallback != nil {
+		return s.synthesizeWith(ctx, s.speech.fallback, providerTTSFallback, req)
+	}
 	pcm, err := s.synthesizeWith(ctx, syn, providerTTS, req)
 	if err == nil || s.speech.fallback == nil || ctx.Err() != nil {
 		return pcm, err
+	}
+	if sticky != nil {
+		sticky.Store(true)
 	}
 	s.metrics.speechFellBack()
 	s.log.Warn("Speech fails: the fallback speaks instead", "scope", "grpc", "decision", "tts_fallback",
@@ -154,10 +179,13 @@ func speakerKey(label string) string {
 // the answer.
 func primed(pcm io.ReadCloser) (io.ReadCloser, error) {
 	head := make([]byte, audio.MaxChunkBytes)
-	for {
+	for empty := 0; ; empty++ {
 		n, err := pcm.Read(head)
 		if n > 0 {
 			return &primedStream{head: head[:n], headErr: err, ReadCloser: pcm}, nil
+		}
+		if err == nil && empty >= maxEmptyReads {
+			err = io.ErrNoProgress // a broken reader, as io.Reader documents
 		}
 		if err != nil {
 			pcm.Close()
@@ -168,6 +196,9 @@ func primed(pcm io.ReadCloser) (io.ReadCloser, error) {
 		}
 	}
 }
+
+// maxEmptyReads is how many (0, nil) reads primed tolerates, as bufio does.
+const maxEmptyReads = 100
 
 // primedStream replays the first read, then reads on.
 type primedStream struct {

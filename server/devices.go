@@ -43,8 +43,11 @@ const (
 // refusalReasons is the label set of nexy_device_refusals_total.
 var refusalReasons = []string{reasonNotApproved, reasonRevoked, reasonBadToken, reasonTurnsQuota, reasonTokensQuota}
 
-// errRevoked cancels the running turns of a device the owner revoked.
-var errRevoked = errors.New("the device was revoked")
+// Causes for cancelling a device's running turns from `nexy devices`.
+var (
+	errRevoked      = errors.New("the device was revoked")
+	errTokenChanged = errors.New("the device's bearer token was changed")
+)
 
 // maxPendingDevices bounds how many unknown devices are recorded as pending:
 // under pairing "approve" anybody can invent hardware ids, and rows are
@@ -105,9 +108,10 @@ type devices struct {
 	store  Store // nil: every device is allowed; quotas count in memory only
 	log    *slog.Logger
 	now    func() time.Time
-	// revoked cancels a device's running turns.
-	revoked func(hardwareID string)
+	// stop cancels a device's running turns with a cause.
+	stop func(hardwareID string, cause error)
 
+	reading sync.Mutex // one read of the store at a time
 	mu      sync.Mutex
 	known   map[string]store.Device
 	version int64
@@ -130,7 +134,7 @@ func newDevices(cfg *config.Config, st Store, log *slog.Logger) *devices {
 		}
 	}
 	return &devices{cfg: cfg.Devices, quotas: cfg.Quotas, loc: loc, store: st, log: log, now: time.Now,
-		revoked: func(string) {}, known: map[string]store.Device{}, use: map[string]*dayUse{}}
+		stop: func(string, error) {}, known: map[string]store.Device{}, use: map[string]*dayUse{}}
 }
 
 // run keeps the view of the devices table current until ctx ends.
@@ -150,8 +154,10 @@ func (d *devices) run(ctx context.Context) {
 	}
 }
 
-// refresh reloads the devices when their change number moved, and cancels
-// the running turns of every device that was revoked or got a new token.
+// refresh reads the devices changed since the last read when their change
+// number moved (the first time, all of them), and stops the running turns
+// of every device that was revoked or got a new token. One read runs at a
+// time, and a list older than the one held is never installed.
 func (d *devices) refresh(ctx context.Context) {
 	if d.store == nil {
 		return
@@ -163,42 +169,66 @@ func (d *devices) refresh(ctx context.Context) {
 		d.logReadFailure(err)
 		return
 	}
-	d.mu.Lock()
-	same := d.loaded && v == d.version
-	d.mu.Unlock()
-	if same {
+	if d.current(v) {
 		return
 	}
-	list, err := d.store.Devices(ctx)
+	d.reading.Lock()
+	defer d.reading.Unlock()
+	if d.current(v) {
+		return // another request read it meanwhile
+	}
+	d.mu.Lock()
+	from, loaded := d.version, d.loaded
+	d.mu.Unlock()
+	var changed []store.Device
+	if loaded {
+		changed, err = d.store.DevicesChangedSince(ctx, from)
+	} else {
+		changed, err = d.store.Devices(ctx)
+	}
 	if err != nil {
 		d.logReadFailure(err)
 		return
 	}
-	var cut []string
+	for hw, cause := range d.merge(changed, from) {
+		d.log.Info("Device revoked or its token changed: its running answers are stopped", "scope", "devices", "decision", "revoked",
+			"hardware_id", shortID(hw), "reason", cause.Error())
+		d.stop(hw, cause)
+	}
+}
+
+// current reports whether the list held is as new as change number v.
+func (d *devices) current(v int64) bool {
 	d.mu.Lock()
-	known, pending := make(map[string]store.Device, len(list)), 0
-	for _, dev := range list {
+	defer d.mu.Unlock()
+	return d.loaded && v <= d.version
+}
+
+// merge installs changed devices and returns those whose running turns
+// must stop, with why.
+func (d *devices) merge(changed []store.Device, version int64) map[string]error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	cut := map[string]error{}
+	for _, dev := range changed {
 		old, had := d.known[dev.HardwareID]
-		if had && d.loaded && (dev.Status == store.DeviceRevoked && old.Status != store.DeviceRevoked || dev.TokenSHA256 != old.TokenSHA256 && dev.TokenSHA256 != "") {
-			cut = append(cut, dev.HardwareID)
+		switch {
+		case had && dev.Status == store.DeviceRevoked && old.Status != store.DeviceRevoked:
+			cut[dev.HardwareID] = errRevoked
+		case had && dev.TokenSHA256 != "" && dev.TokenSHA256 != old.TokenSHA256:
+			cut[dev.HardwareID] = errTokenChanged
+		}
+		if had && old.Status == store.DevicePending {
+			d.pending--
 		}
 		if dev.Status == store.DevicePending {
-			pending++
+			d.pending++
 		}
-		known[dev.HardwareID] = dev
+		d.known[dev.HardwareID] = dev
+		version = max(version, dev.Version)
 	}
-	// Devices seen but not yet committed stay known, so they are not recorded twice.
-	for hw, dev := range d.known {
-		if _, ok := known[hw]; !ok && dev.Version == 0 {
-			known[hw] = dev
-		}
-	}
-	d.known, d.version, d.loaded, d.pending = known, v, true, pending
-	d.mu.Unlock()
-	for _, hw := range cut {
-		d.log.Info("Device revoked: its running answers are stopped", "scope", "devices", "decision", "revoked", "hardware_id", shortID(hw))
-		d.revoked(hw)
-	}
+	d.version, d.loaded = version, true
+	return cut
 }
 
 func (d *devices) logReadFailure(err error) {
@@ -241,7 +271,8 @@ func (d *devices) check(ctx context.Context, hardwareID string) *refusal {
 }
 
 // cached judges by the last list read, without asking the store: a COLLECT
-// only decides whether its transcript is buffered, and comes every 120 ms.
+// only decides whether its transcript is buffered, and comes every 120 ms;
+// a turn just admitted is checked again this way (see commitPhase).
 func (d *devices) cached(ctx context.Context, hardwareID string) *refusal {
 	d.mu.Lock()
 	dev, ok := d.known[hardwareID]
@@ -426,4 +457,16 @@ func (d *devices) summary() map[string]any {
 	}
 	return map[string]any{"pairing": d.cfg.Pairing, "refusal": d.cfg.Refusal, "devices": by,
 		"daily_turns": d.quotas.DailyTurns, "daily_tokens": d.quotas.DailyTokens, "loaded": d.loaded || d.store == nil}
+}
+
+// revokedRefusal is the refusal for a turn `nexy devices` stopped; nil when
+// something else ended it.
+func revokedRefusal(ctx context.Context) *refusal {
+	switch cause := context.Cause(ctx); {
+	case errors.Is(cause, errRevoked):
+		return deviceRefusal(reasonRevoked)
+	case errors.Is(cause, errTokenChanged):
+		return deviceRefusal(reasonBadToken)
+	}
+	return nil
 }

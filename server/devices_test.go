@@ -56,7 +56,8 @@ func spokenRefusal(t *testing.T, msgs []*pb.StreamResponse, err error, want stri
 func TestPairingApproveThenRevoke(t *testing.T) {
 	fake := llmtest.NewOpenAI(t,
 		llmtest.Script{Deltas: []string{`{"text": "Hello there."}`}},
-		llmtest.Script{Deltas: []string{`{"text": "A long story begins here. `, `And goes on."}`}, Hang: true, HangAfter: 1})
+		llmtest.Script{Deltas: []string{`{"text": "A long story begins here. And `, `it goes on."}`}, Hang: true, HangAfter: 2},
+		llmtest.Script{HangBeforeHeaders: true})
 	speech := newSpeechFake(t)
 	cfg := testConfig(t, "openai", fake.URL, speech.URL)
 	cfg.Devices.Pairing = "approve"
@@ -102,7 +103,10 @@ func TestPairingApproveThenRevoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the second LLM request", func() bool { return len(fake.Requests()) == 2 })
+	first, err := stream.Recv() // the answer has started: the revoke cuts it short
+	if err != nil || first.GetTextChunk() == "" {
+		t.Fatalf("first message %v, %v", first, err)
+	}
 	changeDevice(t, h, testHW, store.DeviceChange{Status: ptr(store.DeviceRevoked)})
 	msgs, err = readAll(stream)
 	if status.Code(err) != codes.Unauthenticated {
@@ -116,11 +120,23 @@ func TestPairingApproveThenRevoke(t *testing.T) {
 	waitClosed(t, fake.Disconnected(), "the revoked turn's LLM request to be aborted")
 	msgs, err = h.call(t, commitReq(newSession(), "hello again"))
 	spokenRefusal(t, msgs, err, revokedText)
+
+	// Revoked before anything was said: the turn ends with the same spoken
+	// refusal instead of an error sound.
+	changeDevice(t, h, testHW, store.DeviceChange{Status: ptr(store.DeviceApproved)})
+	stream, err = h.client.StreamAudio(ctx, commitReq(newSession(), "and another story"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the third LLM request", func() bool { return len(fake.Requests()) == 3 })
+	changeDevice(t, h, testHW, store.DeviceChange{Status: ptr(store.DeviceRevoked)})
+	msgs, err = readAll(stream)
+	spokenRefusal(t, msgs, err, revokedText)
 	if !strings.Contains(h.log.String(), "decision=device_refused") || !strings.Contains(h.log.String(), "reason=revoked") {
 		t.Error("the refusal is not logged as a decision")
 	}
-	// Two spoken refusals, InterruptSession and ReportUsage; then the revoked one.
-	if c := h.srv.svc.metrics.tally().refusals; c[reasonNotApproved] != 4 || c[reasonRevoked] != 1 {
+	// Two spoken refusals, InterruptSession and ReportUsage; then the revoked ones.
+	if c := h.srv.svc.metrics.tally().refusals; c[reasonNotApproved] != 4 || c[reasonRevoked] != 2 {
 		t.Errorf("refusal counts %v", c)
 	}
 }

@@ -86,6 +86,8 @@ func classify(ctx context.Context, err error) *turnError {
 		return &turnError{code: codes.Canceled, kind: "cancelled_by_user", msg: "request cancelled", err: err}
 	case errors.Is(cause, errRevoked):
 		return &turnError{code: codes.Unauthenticated, kind: "unauthenticated", msg: "this device was revoked on this server", err: err}
+	case errors.Is(cause, errTokenChanged):
+		return &turnError{code: codes.Unauthenticated, kind: "unauthenticated", msg: "this device's bearer token was changed on this server", err: err}
 	case errors.Is(cause, errShutdown):
 		return &turnError{code: codes.Unavailable, kind: "unavailable", msg: "server is shutting down, please retry", err: err}
 	case ctx.Err() != nil && !errors.Is(cause, errTurnDone):
@@ -141,6 +143,9 @@ func classifySpeech(se *speechError, err error) *turnError {
 func classifyLLM(e *llm.Error) *turnError {
 	switch e.Kind {
 	case llm.KindTimeout:
+		if e.Status != 0 { // the provider's (or its proxy's) 408/504, not llm.timeout here
+			return &turnError{code: codes.DeadlineExceeded, kind: "timeout", msg: "the AI provider's gateway timed out, please try again", err: e}
+		}
 		return &turnError{code: codes.DeadlineExceeded, kind: "timeout", msg: "the AI provider did not answer in time (llm.timeout)", err: e}
 	case llm.KindAuth:
 		return &turnError{code: codes.Unavailable, kind: "unavailable", msg: "the AI provider rejected the server's API key (check llm.api_key)", err: e}

@@ -105,28 +105,63 @@ func TestSpeechKeyRejectedIsNotRetried(t *testing.T) {
 
 // TestSpeechFallsBack: a 503 is retried (tts.retries), then [tts.fallback]
 // speaks: the user hears the answer in the other voice instead of an error.
+// The turn's later segments go to the fallback at once.
 func TestSpeechFallsBack(t *testing.T) {
-	fake := llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "Hello there."}`}})
+	const reply = "Hello there, this is the first sentence. Here comes the second one for you. And a third one ends it."
+	fake := llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "` + reply + `"}`}})
 	speech, second := newSpeechFake(t), newSpeechFake(t)
 	speech.failFirst, speech.failStatus = 100, http.StatusServiceUnavailable
 	cfg := testConfig(t, "openai", fake.URL, speech.URL)
 	cfg.TTS.Retries = 1
+	cfg.TTS.Lookahead = 1 // one synthesis at a time: the counts below are exact
 	cfg.TTS.Fallback = config.Speaker{Provider: "openai", BaseURL: second.URL, Voice: "other"}
 	h := startServer(t, cfg)
 	msgs, err := h.call(t, commitReq(newSession(), "hello"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a := checkAnswer(t, msgs); a.chunks == 0 || strings.Join(a.texts, "") != "Hello there." {
+	a := checkAnswer(t, msgs)
+	if a.chunks == 0 || strings.Join(a.texts, " ") != reply || len(a.texts) < 2 {
 		t.Fatalf("answer %q with %d audio chunks", a.texts, a.chunks)
 	}
-	if n, m := len(speech.requests()), len(second.requests()); n != 2 || m != 1 {
-		t.Fatalf("speech asked %d times (want 2: once and one retry), fallback %d (want 1)", n, m)
+	if n, m := len(speech.requests()), len(second.requests()); n != 2 || m != len(a.texts) {
+		t.Fatalf("speech asked %d times (want 2: the first segment and one retry), fallback %d (want every segment, %d)", n, m, len(a.texts))
 	}
 	if v := metricValue(scrape(t, h), "nexy_tts_fallbacks_total"); v != 1 {
 		t.Errorf("nexy_tts_fallbacks_total = %v, want 1", v)
 	}
 	if !strings.Contains(h.log.String(), "decision=tts_fallback") {
 		t.Error("the fallback is not logged")
+	}
+}
+
+// TestRefusalWhileSpeechIsDown: a refusal that cannot be spoken goes out as
+// text, a complete answer; the failure is remembered, so the next refusals
+// do not wait for the failing provider again; and refusals count against
+// limits.max_rate_per_second like turns.
+func TestRefusalWhileSpeechIsDown(t *testing.T) {
+	fake := llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "Hi."}`}})
+	speech := newSpeechFake(t)
+	speech.failFirst = 100
+	cfg := testConfig(t, "openai", fake.URL, speech.URL)
+	cfg.TTS.Retries = 0
+	cfg.Devices.Pairing = "approve"
+	cfg.Limits.MaxRatePerSecond = 1 // a burst of 2
+	h := startServer(t, cfg)
+	for i := range 2 {
+		msgs, err := h.call(t, commitReq(newSession(), "hello"))
+		if err != nil {
+			t.Fatalf("refusal %d: %v", i, err)
+		}
+		if a := checkAnswer(t, msgs); len(a.texts) != 1 || a.texts[0] != notApprovedText || a.chunks != 0 {
+			t.Fatalf("refusal %d: %q with %d audio chunks, want the text alone", i, a.texts, a.chunks)
+		}
+	}
+	if n := len(speech.requests()); n != 1 {
+		t.Errorf("speech asked %d times for two refusals, want 1", n)
+	}
+	msgs, err := h.call(t, commitReq(newSession(), "hello"))
+	if status.Code(err) != codes.ResourceExhausted || len(msgs) != 1 || !strings.HasPrefix(msgs[0].GetErrorMessage(), "rate_limit_exceeded") {
+		t.Fatalf("a third refusal at once: %v, %v; want rate_limit_exceeded", msgs, err)
 	}
 }

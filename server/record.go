@@ -38,6 +38,8 @@ type Store interface {
 
 	// Devices lists every device (pairing, tokens, limits).
 	Devices(ctx context.Context) ([]store.Device, error)
+	// DevicesChangedSince lists the devices changed after a change number.
+	DevicesChangedSince(ctx context.Context, version int64) ([]store.Device, error)
 	// DevicesVersion changes whenever any device is added or changed.
 	DevicesVersion(ctx context.Context) (int64, error)
 	// SeeDevice records a device the first time it asks, without waiting.

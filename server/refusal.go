@@ -22,6 +22,12 @@ import (
 // PERMISSION_DENIED ("daily limit exceeded"). Either way it is a logged
 // decision and counted in nexy_device_refusals_total.
 func (s *service) refuseDevice(stream grpc.ServerStreamingServer[pb.StreamResponse], req *pb.StreamRequest, start time.Time, r *refusal) error {
+	// A refusal costs no provider call but sends seconds of audio: a device
+	// asking again and again is held to limits.max_rate_per_second too.
+	if !s.adm.takeToken(req.GetHardwareId()) {
+		return s.refuse(stream.Send, "StreamAudio", req, start,
+			exhausted("rate_limit_exceeded", "this device may start at most %g turns per second; slow down and retry", s.adm.rate))
+	}
 	s.metrics.deviceRefused(r.reason)
 	attrs := append(idAttrs(req), slog.String("reason", r.reason), slog.String("refusal", s.cfg.Devices.Refusal))
 	if s.cfg.Devices.Refusal == "status" {
@@ -36,25 +42,30 @@ func (s *service) refuseDevice(stream grpc.ServerStreamingServer[pb.StreamRespon
 	return err
 }
 
-// speakRefusal sends text, its audio and end_message. Speech that cannot be
-// had (the provider is down) leaves the text alone: the answer is still a
-// complete one the client shows.
+// speakRefusal sends text, its audio and end_message through an outbox, so
+// a client that stops reading is cut off after limits.send_timeout like any
+// answer. Speech that cannot be had (the provider is down) leaves the text
+// alone: the answer is still a complete one the client shows.
 func (s *service) speakRefusal(stream grpc.ServerStreamingServer[pb.StreamResponse], text string) error {
-	ctx := stream.Context()
+	ctx, cancel := context.WithCancelCause(stream.Context())
+	defer cancel(nil)
 	pcm, err := s.phrases.get(ctx, text, func(ctx context.Context) ([]byte, error) { return s.speakAll(ctx, text) })
 	if err != nil && ctx.Err() == nil {
 		s.log.Warn("Refusal sentence not spoken: speech failed; the text is sent alone", "scope", "grpc", "decision", "refusal_unspoken", "error", err.Error())
 	}
-	if err := stream.Send(&pb.StreamResponse{Content: &pb.StreamResponse_TextChunk{TextChunk: text}}); err != nil {
-		return err
-	}
 	// The memo is shared: chunks are slices of it, never recycled.
-	for off := 0; off < len(pcm); off += audio.MaxChunkBytes {
-		if err := stream.Send(audioResponse(pcm[off:min(off+audio.MaxChunkBytes, len(pcm))])); err != nil {
-			return err
-		}
+	out := newOutbox(ctx, cancel, stream.Send, func(*pb.StreamResponse) {}, s.cfg.Limits.SendTimeout.Duration)
+	err = out.put(&pb.StreamResponse{Content: &pb.StreamResponse_TextChunk{TextChunk: text}})
+	for off := 0; err == nil && off < len(pcm); off += audio.MaxChunkBytes {
+		err = out.put(audioResponse(pcm[off:min(off+audio.MaxChunkBytes, len(pcm))]))
 	}
-	return stream.Send(&pb.StreamResponse{Content: &pb.StreamResponse_EndMessage{EndMessage: endMessage}})
+	if err == nil {
+		err = out.put(&pb.StreamResponse{Content: &pb.StreamResponse_EndMessage{EndMessage: endMessage}})
+	}
+	if _, ferr := out.finish(); err == nil {
+		err = ferr
+	}
+	return err
 }
 
 // speakAll synthesizes a fixed sentence whole, bounded like welcome audio.
@@ -92,22 +103,31 @@ type phrases struct {
 func (p *phrases) wait() { p.wg.Wait() }
 
 type phrase struct {
-	done chan struct{}
-	pcm  []byte
-	err  error
+	done   chan struct{}
+	pcm    []byte
+	err    error
+	failed time.Time // when err was set; the failure is kept for phraseRetry
 }
+
+// phraseRetry is how long a failed synthesis is remembered: while speech is
+// down, refusals go out as text alone instead of each waiting for a
+// provider that fails.
+const phraseRetry = 30 * time.Second
 
 func newPhrases() *phrases { return &phrases{m: map[string]*phrase{}} }
 
 // get returns the audio of text, making it with synth the first time. The
 // synthesis runs on its own deadline, so the first caller leaving does not
-// fail the others; a failure is not kept, so the next caller tries again.
+// fail the others; a failure is kept for phraseRetry, then tried again.
 func (p *phrases) get(ctx context.Context, text string, synth func(context.Context) ([]byte, error)) ([]byte, error) {
 	p.mu.Lock()
 	ph, ok := p.m[text]
+	if ok && !ph.failed.IsZero() && time.Since(ph.failed) > phraseRetry {
+		ok = false // try again
+	}
 	if !ok {
 		ph = &phrase{done: make(chan struct{})}
-		if len(p.m) < maxPhrases {
+		if _, replaces := p.m[text]; replaces || len(p.m) < maxPhrases {
 			p.m[text] = ph
 		}
 		p.wg.Add(1)
@@ -126,14 +146,13 @@ func (p *phrases) fill(text string, ph *phrase, synth func(context.Context) ([]b
 	defer p.wg.Done()
 	ctx, cancel := context.WithTimeout(context.Background(), phraseTimeout)
 	defer cancel()
-	ph.pcm, ph.err = synth(ctx)
-	if ph.err != nil {
-		p.mu.Lock()
-		if p.m[text] == ph {
-			delete(p.m, text)
-		}
-		p.mu.Unlock()
+	pcm, err := synth(ctx)
+	p.mu.Lock()
+	ph.pcm, ph.err = pcm, err
+	if err != nil {
+		ph.failed = time.Now()
 	}
+	p.mu.Unlock()
 	close(ph.done)
 }
 

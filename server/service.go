@@ -60,7 +60,7 @@ func newService(cfg *config.Config, log *slog.Logger, deps Deps) *service {
 	s.metrics = newMetrics(s.adm.turns, s.adm.running, cfg.Secrets())
 	s.memory.metrics = s.metrics
 	s.devices = newDevices(cfg, deps.Store, log)
-	s.devices.revoked = func(hw string) { s.adm.interrupt(hw, errRevoked) }
+	s.devices.stop = func(hw string, cause error) { s.adm.interrupt(hw, cause) }
 	s.memory.usage = s.devices.addTokens
 	s.phrases = newPhrases()
 	if c, ok := deps.LLM.(llmChain); ok {
@@ -139,6 +139,12 @@ func (s *service) commitPhase(req *pb.StreamRequest, mime string, stream grpc.Se
 		return s.refuse(stream.Send, "StreamAudio", req, start, aerr)
 	}
 	defer release()
+	// A revoke read between the check above and admission found no turn
+	// to stop: look again now that the turn can be stopped.
+	if r := s.devices.cached(stream.Context(), hw); r != nil {
+		unreserve()
+		return s.refuseDevice(stream, req, start, r)
+	}
 	s.collect.drop(hw, sid)
 
 	in := turnInput{hardwareID: hw, sessionID: sid, prompt: prompt, start: start}
@@ -175,6 +181,11 @@ func (s *service) commitPhase(req *pb.StreamRequest, mime string, stream grpc.Se
 	text, _ := sent.snapshot()
 	s.memory.after(hw, sid, prompt, text, start)
 	if ended && !out.sentAny() {
+		if r := revokedRefusal(ctx); r != nil {
+			// Revoked before anything was said: the same answer as at the
+			// next request, spoken when refusals are.
+			return s.refuseDevice(stream, req, start, r)
+		}
 		// The sender has ended, so this goroutine may send; nothing went
 		// out before, so flow control cannot hold this one message.
 		return s.sendError(stream.Send, te)

@@ -70,6 +70,8 @@ type turn struct {
 	out    *outbox[pb.StreamResponse] // the only way to the client: see outbox
 	idle   *time.Timer
 	tm     timings
+	// speechFellBack: a segment was spoken by [tts.fallback]; the rest follow.
+	speechFellBack atomic.Bool
 
 	// Written by read before readDone is closed; read by run after.
 	action *llm.Action
@@ -242,7 +244,7 @@ func (t *turn) synthesize(job *speechJob) {
 	if text == "" {
 		return // nothing speakable (e.g. only emoji): the text still goes out
 	}
-	pcm, err := t.svc.synthesize(t.ctx, t.svc.speech.turn, tts.Request{Text: text})
+	pcm, err := t.svc.speak(t.ctx, t.svc.speech.turn, tts.Request{Text: text}, &t.speechFellBack)
 	if err != nil {
 		job.err = err
 		return

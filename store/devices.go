@@ -73,6 +73,25 @@ func (db *DB) Devices(ctx context.Context) ([]Device, error) {
 	return out, rows.Err()
 }
 
+// DevicesChangedSince lists the devices added or changed after a change
+// number (one range of the version index), oldest change first.
+func (db *DB) DevicesChangedSince(ctx context.Context, version int64) ([]Device, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE version > ? ORDER BY version`, version)
+	if err != nil {
+		return nil, fmt.Errorf("store: devices: %w", err)
+	}
+	defer rows.Close()
+	var out []Device
+	for rows.Next() {
+		d, err := scanDevice(rows)
+		if err != nil {
+			return nil, fmt.Errorf("store: devices: %w", err)
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
 // Device returns one device, or ErrNoDevice.
 func (db *DB) Device(ctx context.Context, hardwareID string) (Device, error) {
 	d, err := scanDevice(db.r.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE hardware_id = ?`, hardwareID))

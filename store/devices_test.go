@@ -68,6 +68,17 @@ func TestDevicesLifecycle(t *testing.T) {
 	if err != nil || len(all) != 2 {
 		t.Fatalf("devices: %d, %v", len(all), err)
 	}
+	hw1 := all[0]
+	if hw1.HardwareID != "HW-1" {
+		hw1 = all[1]
+	}
+	changed, err := db.DevicesChangedSince(ctx, hw1.Version-1)
+	if err != nil || len(changed) != 2 || changed[0].HardwareID != "HW-1" || changed[1].HardwareID != "HW-2" {
+		t.Fatalf("changed since HW-1's last change: %+v, %v", changed, err)
+	}
+	if changed, _ := db.DevicesChangedSince(ctx, changed[1].Version); len(changed) != 0 {
+		t.Errorf("changed since the latest: %+v", changed)
+	}
 	if v, _ := db.DevicesVersion(ctx); v != all[0].Version && v != all[1].Version {
 		t.Errorf("version %d is no device's", v)
 	}
