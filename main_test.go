@@ -245,7 +245,8 @@ func TestValidatedProvidersConstruct(t *testing.T) {
 		"llm.temperature": {0.0, 2.0, 2.1, -0.1},
 		"tts.voice": {"", "en-US-AriaNeural", "zh-CN-liaoning-XiaobeiNeural", "Microsoft Server Speech Text to Speech Voice (en-US, AriaNeural)",
 			"en-us", "bob", "--evil", "a..b", long, "x' y='1", "en-US-Aria-Neural"},
-		"tts.base_url":    {"", "ws://127.0.0.1:1/e", "wss://x", "http://127.0.0.1:1/v1", "https://x/v1/", "ftp://x", "http://u:p@x/v1", "http://x/v1?q=1", "localhost:8880", "http://", "ws://"},
+		"tts.base_url": {"", "ws://127.0.0.1:1/e", "wss://x", "http://127.0.0.1:1/v1", "https://x/v1/", "ftp://x", "http://u:p@x/v1", "http://x/v1?q=1", "localhost:8880", "http://", "ws://",
+			"tcp://127.0.0.1:10200", "tcp://[::1]:10200", "tcp://piper:10200", "tcp://x", "tcp://:10200", "tcp://x:0", "tcp://x:99999", "tcp://u@x:1"},
 		"tts.format":      {"", "wav", "pcm", "raw", "mp3"},
 		"tts.sample_rate": {0, 100, 8000, 22050, 192000, 192001},
 		"tts.region":      {"", "westeurope", "West Europe", "a"},
@@ -276,6 +277,12 @@ func TestValidatedProvidersConstruct(t *testing.T) {
 		"tts openai pcm": func(c *config.Config) {
 			c.TTS.Provider, c.TTS.BaseURL, c.TTS.Format = "openai", "http://127.0.0.1:1/v1", "pcm"
 		},
+		"wyoming": func(c *config.Config) { c.TTS.Provider, c.TTS.BaseURL = "wyoming", "tcp://127.0.0.1:10200" },
+		"fallback": func(c *config.Config) {
+			c.TTS.Fallback = config.Speaker{Provider: "wyoming", BaseURL: "tcp://127.0.0.1:10200", Voice: "en_US-lessac-medium"}
+			c.LLM.APIKey = "k"
+			c.LLM.Fallbacks = []config.LLMFallback{{Provider: "openai", Model: "llama3.2", BaseURL: "http://127.0.0.1:1/v1"}}
+		},
 	}
 	accepted, refused := 0, 0
 	for name, setup := range bases {
@@ -298,7 +305,8 @@ func TestValidatedProvidersConstruct(t *testing.T) {
 				accepted++
 				_, _, errLLM := providers.LLM(&cfg, nil)
 				_, errTTS := providers.TTS(&cfg)
-				if err := errors.Join(errLLM, errTTS); err != nil {
+				_, errFallback := providers.TTSFallback(&cfg)
+				if err := errors.Join(errLLM, errTTS, errFallback); err != nil {
 					t.Errorf("%s, %s = %q: validated, but a provider constructor failed: %v", name, key, v, err)
 				}
 			}
