@@ -9,10 +9,8 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -35,6 +33,7 @@ import (
 	"github.com/caddyserver/certmagic"
 
 	"github.com/nexy-server/nexy/config"
+	"github.com/nexy-server/nexy/ingress"
 	"github.com/nexy-server/nexy/internal/providers"
 	"github.com/nexy-server/nexy/llm"
 	"github.com/nexy-server/nexy/store"
@@ -691,7 +690,7 @@ func (d *doctor) checkSelfSigned(now time.Time) checkResult {
 	if res.status == statusFail {
 		res.detail += " (restart nexy serve to generate a new one; clients must then pin the new fingerprint)"
 	}
-	return joinChecks(res, doctorOK("fingerprint %s", certFingerprintHex(leaf.Raw)))
+	return joinChecks(res, doctorOK("fingerprint %s", ingress.Fingerprint(leaf.Raw)))
 }
 
 func (d *doctor) checkACME(now time.Time) checkResult {
@@ -768,21 +767,6 @@ func certUncovered(leaf *x509.Certificate, names []string) []string {
 	return out
 }
 
-// certFingerprintHex is the SHA-256 of der as colon-separated upper-case hex,
-// as serve prints it (openssl x509 -noout -fingerprint -sha256).
-func certFingerprintHex(der []byte) string {
-	sum := sha256.Sum256(der)
-	h := strings.ToUpper(hex.EncodeToString(sum[:]))
-	var b strings.Builder
-	for i := 0; i < len(h); i += 2 {
-		if i > 0 {
-			b.WriteByte(':')
-		}
-		b.WriteString(h[i : i+2])
-	}
-	return b.String()
-}
-
 // ---- public port ----
 
 const doctorDialHint = "is nexy serve running? is the port open in the firewall?"
@@ -834,9 +818,9 @@ func (d *doctor) checkPublicPort(ctx context.Context) checkResult {
 	}
 	parts := []checkResult{doctorOK("%s: %s %s", target, tls.VersionName(cs.Version), proto)}
 	if c.TLS.Mode == "self-signed" {
-		fp := certFingerprintHex(leaf.Raw)
+		fp := ingress.Fingerprint(leaf.Raw)
 		parts = append(parts, doctorOK("serves fingerprint %s", fp))
-		if stored, err := readCertLeaf(doctorSelfSignedPath(c)); err == nil && certFingerprintHex(stored.Raw) != fp {
+		if stored, err := readCertLeaf(doctorSelfSignedPath(c)); err == nil && ingress.Fingerprint(stored.Raw) != fp {
 			parts = append(parts, doctorWarn("not the certificate in %s: is this the server of this config, or was it regenerated since it started?", doctorSelfSignedPath(c)))
 		}
 	}
@@ -984,9 +968,9 @@ func (d *doctor) checkKeepalive(context.Context) checkResult {
 	ping := fmt.Sprintf("%ds", int(doctorClientPing.Seconds()))
 	if v > doctorClientPing {
 		return doctorFail("%s (%s) = %s is longer than the app's %s ping interval: the server would answer its pings with GOAWAY (too_many_pings) and drop the call; set it to %s or less",
-			key, config.EnvName(key), settingText(v), ping, ping)
+			key, config.EnvName(key), config.ShortDuration(v), ping, ping)
 	}
-	return doctorOK("%s = %s, within the app's %s ping interval; pings without an active stream are permitted", key, settingText(v), ping)
+	return doctorOK("%s = %s, within the app's %s ping interval; pings without an active stream are permitted", key, config.ShortDuration(v), ping)
 }
 
 // ---- helpers ----
@@ -1044,18 +1028,6 @@ func latencyText(d time.Duration) string {
 		return fmt.Sprintf("%dms", d.Milliseconds())
 	}
 	return fmt.Sprintf("%.1fs", d.Seconds())
-}
-
-// settingText prints a setting the way it is written: "20s", "5m", "1h", "1m30s".
-func settingText(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }
 
 // agoText is how long ago t was, as spanText prints it.

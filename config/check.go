@@ -76,7 +76,7 @@ func floatIn(key string, v, lo, hi float64) error {
 
 func durIn(key string, v Duration, lo, hi time.Duration) error {
 	if v.Duration < lo || v.Duration > hi {
-		return keyErr(key, "%s is outside %s..%s", shortDur(v.Duration), shortDur(lo), shortDur(hi))
+		return keyErr(key, "%s is outside %s..%s", ShortDuration(v.Duration), ShortDuration(lo), ShortDuration(hi))
 	}
 	return nil
 }
@@ -118,8 +118,9 @@ func humanBytes(n int64) string {
 	return ""
 }
 
-// shortDur prints a duration the way people write it: "10m", "1h", "1m30s", "500ms".
-func shortDur(d time.Duration) string {
+// ShortDuration prints a duration the way a setting is written: "10m",
+// "1h", "1m30s", "500ms".
+func ShortDuration(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")

@@ -374,7 +374,7 @@ func (c *Certs) loadSelfSigned(dir string) error {
 			"scope", "tls", "decision", "kept", "cert_file", crtPath, "missing", missing)
 	}
 	c.cur.Store(&cert)
-	c.fingerprint = certFingerprint(cert.Leaf.Raw)
+	c.fingerprint = Fingerprint(cert.Leaf.Raw)
 	return nil
 }
 
@@ -478,9 +478,10 @@ func certWriteFile(path string, data []byte, mode os.FileMode) error {
 	return os.Rename(tmp, path)
 }
 
-// certFingerprint is the SHA-256 of der as colon-separated upper-case hex,
-// the form `openssl x509 -noout -fingerprint -sha256` prints.
-func certFingerprint(der []byte) string {
+// Fingerprint is the SHA-256 of a certificate's DER as colon-separated
+// upper-case hex, the form `openssl x509 -noout -fingerprint -sha256`
+// prints (and serve logs, so a client can pin it).
+func Fingerprint(der []byte) string {
 	sum := sha256.Sum256(der)
 	h := strings.ToUpper(hex.EncodeToString(sum[:]))
 	var b strings.Builder

@@ -269,7 +269,7 @@ func TestSelfSigned(t *testing.T) {
 	if block == nil {
 		t.Fatalf("%s is not PEM", crtPath)
 	}
-	if want := certFingerprint(block.Bytes); fp != want {
+	if want := Fingerprint(block.Bytes); fp != want {
 		t.Fatalf("fingerprint %s, PEM's %s", fp, want)
 	}
 	if len(fp) != 32*3-1 || strings.ToUpper(fp) != fp || strings.Count(fp, ":") != 31 {
@@ -324,7 +324,7 @@ func TestSelfSigned(t *testing.T) {
 			// has no chain to verify.
 			InsecureSkipVerify: true,
 			VerifyPeerCertificate: func(rawCerts [][]byte, _ [][]*x509.Certificate) error {
-				if len(rawCerts) == 0 || certFingerprint(rawCerts[0]) != want {
+				if len(rawCerts) == 0 || Fingerprint(rawCerts[0]) != want {
 					return errors.New("fingerprint mismatch")
 				}
 				return nil

@@ -57,26 +57,17 @@ func scanDevice(row interface{ Scan(...any) error }) (Device, error) {
 
 // Devices lists every device, oldest first.
 func (db *DB) Devices(ctx context.Context) ([]Device, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+deviceColumns+` FROM devices ORDER BY first_seen_at, id`)
-	if err != nil {
-		return nil, fmt.Errorf("store: devices: %w", err)
-	}
-	defer rows.Close()
-	var out []Device
-	for rows.Next() {
-		d, err := scanDevice(rows)
-		if err != nil {
-			return nil, fmt.Errorf("store: devices: %w", err)
-		}
-		out = append(out, d)
-	}
-	return out, rows.Err()
+	return db.queryDevices(ctx, `SELECT `+deviceColumns+` FROM devices ORDER BY first_seen_at, id`)
 }
 
 // DevicesChangedSince lists the devices added or changed after a change
 // number (one range of the version index), oldest change first.
 func (db *DB) DevicesChangedSince(ctx context.Context, version int64) ([]Device, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE version > ? ORDER BY version`, version)
+	return db.queryDevices(ctx, `SELECT `+deviceColumns+` FROM devices WHERE version > ? ORDER BY version`, version)
+}
+
+func (db *DB) queryDevices(ctx context.Context, query string, args ...any) ([]Device, error) {
+	rows, err := db.r.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: devices: %w", err)
 	}
