@@ -25,6 +25,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nexy-server/nexy/config"
+	"github.com/nexy-server/nexy/server"
 	"github.com/nexy-server/nexy/store"
 )
 
@@ -79,9 +80,8 @@ func devicesCmd(args []string, stdout, stderr io.Writer) int {
 	return 2
 }
 
-// checkDeviceID accepts what the server accepts as a hardware id (as
-// server/validate.go validateHardwareID): 1 to limits.max_id_length
-// characters of A-Z a-z 0-9 . _ : -, and not "unknown".
+// checkDeviceID accepts what the server accepts as a hardware id
+// (server.ValidID, and not "unknown"), saying what is wrong.
 func checkDeviceID(id string, maxLen int) error {
 	if id == "" {
 		return errors.New("the hardware id is empty")
@@ -92,12 +92,8 @@ func checkDeviceID(id string, maxLen int) error {
 	if len(id) > maxLen {
 		return fmt.Errorf("the hardware id is %d characters; the server accepts at most %d (limits.max_id_length)", len(id), maxLen)
 	}
-	for i := 0; i < len(id); i++ {
-		switch c := id[i]; {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '.', c == ':':
-		default:
-			return fmt.Errorf("%q is not a hardware id: the server accepts only the characters A-Z a-z 0-9 . _ : - (nexy devices list shows the ids)", id)
-		}
+	if !server.ValidID(id, maxLen) {
+		return fmt.Errorf("%q is not a hardware id: the server accepts only the characters A-Z a-z 0-9 . _ : - (nexy devices list shows the ids)", id)
 	}
 	return nil
 }

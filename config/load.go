@@ -474,22 +474,19 @@ func setValue(v reflect.Value, raw string) error {
 
 // readSecretFiles resolves api_key_file settings (Docker/systemd secrets).
 func readSecretFiles(cfg *Config) error {
-	pairs := []struct {
+	type secretFile struct {
 		key  string
 		file string
 		dst  *string
-	}{
+	}
+	pairs := []secretFile{
 		{"llm.api_key_file", cfg.LLM.APIKeyFile, &cfg.LLM.APIKey},
 		{"tts.api_key_file", cfg.TTS.APIKeyFile, &cfg.TTS.APIKey},
 		{"tts.fallback.api_key_file", cfg.TTS.Fallback.APIKeyFile, &cfg.TTS.Fallback.APIKey},
 	}
 	for i := range cfg.LLM.Fallbacks {
 		f := &cfg.LLM.Fallbacks[i]
-		pairs = append(pairs, struct {
-			key  string
-			file string
-			dst  *string
-		}{fmt.Sprintf("llm.fallbacks[%d].api_key_file", i), f.APIKeyFile, &f.APIKey})
+		pairs = append(pairs, secretFile{fmt.Sprintf("llm.fallbacks[%d].api_key_file", i), f.APIKeyFile, &f.APIKey})
 	}
 	for _, p := range pairs {
 		if p.file == "" {

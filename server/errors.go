@@ -173,10 +173,7 @@ func (s *service) providerFailed(ctx context.Context, provider string, err error
 	case provider == providerLLM:
 		kind = llm.KindOf(err).String()
 	default:
-		kind = speechKind(err)
+		kind = tts.KindOf(err).String()
 	}
 	s.metrics.providerFailed(provider, kind, err)
 }
-
-// speechKind classifies a speech provider failure by the tts package's kinds.
-func speechKind(err error) string { return tts.KindOf(err).String() }

@@ -16,10 +16,11 @@ const (
 	msgSessionID  = "session_id is required and must be provided by client"
 )
 
-// idOK reports whether an identifier is non-empty, bounded and made of the
-// characters real clients use (UUIDs, hex, dashes); anything else is refused so
-// ids are safe to log and to use as keys.
-func idOK(s string, maxLen int) bool {
+// ValidID reports whether an identifier (hardware or session id) is
+// non-empty, bounded and made of the characters real clients use (UUIDs,
+// hex, dashes); anything else is refused so ids are safe to log and to use
+// as keys. `nexy devices` applies the same rule to the ids it is given.
+func ValidID(s string, maxLen int) bool {
 	if s == "" || len(s) > maxLen {
 		return false
 	}
@@ -35,7 +36,7 @@ func idOK(s string, maxLen int) bool {
 }
 
 func validateHardwareID(hw string, maxLen int) *turnError {
-	if strings.EqualFold(strings.TrimSpace(hw), "unknown") || !idOK(hw, maxLen) {
+	if strings.EqualFold(strings.TrimSpace(hw), "unknown") || !ValidID(hw, maxLen) {
 		if hw != "" && !strings.EqualFold(strings.TrimSpace(hw), "unknown") {
 			return invalid("%s; got an id longer than %d characters or with characters outside A-Z a-z 0-9 . _ : -", msgHardwareID, maxLen)
 		}
@@ -45,7 +46,7 @@ func validateHardwareID(hw string, maxLen int) *turnError {
 }
 
 func validateSessionID(sid string, maxLen int) *turnError {
-	if !idOK(sid, maxLen) {
+	if !ValidID(sid, maxLen) {
 		if sid != "" {
 			return invalid("%s; got an id longer than %d characters or with characters outside A-Z a-z 0-9 . _ : -", msgSessionID, maxLen)
 		}
