@@ -4,6 +4,8 @@
 package config
 
 import (
+	"net"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
@@ -24,6 +26,7 @@ type Config struct {
 	Limits       Limits       `toml:"limits"`
 	Devices      Devices      `toml:"devices"`
 	Quotas       Quotas       `toml:"quotas"`
+	Preempt      Preempt      `toml:"preempt"`
 	Store        Store        `toml:"store"`
 	Memory       Memory       `toml:"memory"`
 	Usage        Usage        `toml:"usage"`
@@ -222,6 +225,26 @@ type Quotas struct {
 	Timezone string `toml:"timezone"`
 }
 
+// Preempt configures the preemptive answer: while the key is held, a turn
+// starts from the COLLECT transcript once it stops changing, and its output
+// is held until COMMIT; a matching final prompt streams what is ready.
+type Preempt struct {
+	// Enabled: "on", "off", or "auto" (on when the model is local: an
+	// OpenAI-compatible llm.base_url on a loopback address, where a wasted
+	// speculation costs nothing but local compute).
+	Enabled string `toml:"enabled"`
+	// StableAfter is how long the transcript must stay unchanged before the
+	// speculation starts.
+	StableAfter Duration `toml:"stable_after"`
+	// MinChars: shorter transcripts are not worth a speculation.
+	MinChars int `toml:"min_chars"`
+	// MaxSpeculations bounds the speculations running at once (one per
+	// device at most); none start while admission is over half full.
+	MaxSpeculations int `toml:"max_speculations"`
+	// Hold is how long a speculation waits for its COMMIT before it is dropped.
+	Hold Duration `toml:"hold"`
+}
+
 // Store configures the SQLite history, backups and the audio cache.
 type Store struct {
 	// CommitTimeout is how long a finished turn waits for its record to be
@@ -335,6 +358,7 @@ func Default(profile string) Config {
 			MaxStreamsPerConn: 32, RequestBytesInFlight: 64 << 20,
 		},
 		Devices: Devices{Pairing: "open", Refusal: "spoken", PollInterval: dur(time.Second)},
+		Preempt: Preempt{Enabled: "auto", StableAfter: dur(400 * time.Millisecond), MinChars: 8, MaxSpeculations: 16, Hold: dur(10 * time.Second)},
 		Store:   Store{CommitTimeout: dur(2 * time.Second), Queue: 1024, BackupKeep: 14, AudioCacheBytes: 64 << 20},
 		Memory:  Memory{Analyzer: "llm", Timeout: dur(15 * time.Second), LoadTimeout: dur(300 * time.Millisecond), RecentTurns: 6, RecentWindow: dur(24 * time.Hour), DigestDays: 30},
 		Usage:   Usage{Prices: DefaultPrices},
@@ -372,6 +396,31 @@ func (c *Config) TLSDomains() []string {
 		}
 	}
 	return out
+}
+
+// PreemptOn resolves preempt.enabled: "auto" is on only for an
+// OpenAI-compatible model at a loopback address (localhost, 127.0.0.0/8, ::1).
+func (c *Config) PreemptOn() bool {
+	switch c.Preempt.Enabled {
+	case "on":
+		return true
+	case "auto":
+		return c.LLM.Provider == "openai" && loopbackURL(c.LLM.BaseURL)
+	}
+	return false
+}
+
+func loopbackURL(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return false
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // BackupDirectory is where backups go: store.backup_dir, else

@@ -508,3 +508,39 @@ func TestDevicesAndQuotasValidation(t *testing.T) {
 		t.Fatalf("valid devices/quotas: %v", err)
 	}
 }
+
+func TestPreemptSettings(t *testing.T) {
+	for _, c := range []struct{ env, want string }{
+		{"NEXY_PREEMPT_ENABLED=yes", `preempt.enabled (NEXY_PREEMPT_ENABLED): "yes" is not one of`},
+		{"NEXY_PREEMPT_STABLE_AFTER=1ms", "preempt.stable_after"},
+		{"NEXY_PREEMPT_MIN_CHARS=0", "preempt.min_chars"},
+		{"NEXY_PREEMPT_MAX_SPECULATIONS=0", "preempt.max_speculations"},
+		{"NEXY_PREEMPT_HOLD=5h", "preempt.hold"},
+	} {
+		if _, err := Load("", []string{c.env}); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want %q", c.env, err, c.want)
+		}
+	}
+	// "auto" follows where the model runs: a local OpenAI-compatible server
+	// costs nothing but compute when a speculation is wasted; a paid API does.
+	for _, c := range []struct {
+		env  []string
+		want bool
+	}{
+		{[]string{"NEXY_LLM_API_KEY=k"}, false}, // gemini
+		{[]string{"NEXY_LLM_PROVIDER=openai", "NEXY_LLM_BASE_URL=http://127.0.0.1:8000/v1"}, true},
+		{[]string{"NEXY_LLM_PROVIDER=openai", "NEXY_LLM_BASE_URL=http://localhost:11434/v1"}, true},
+		{[]string{"NEXY_LLM_PROVIDER=openai", "NEXY_LLM_BASE_URL=http://[::1]:8000/v1"}, true},
+		{[]string{"NEXY_LLM_PROVIDER=openai", "NEXY_LLM_BASE_URL=https://api.openai.com/v1", "NEXY_LLM_API_KEY=k"}, false},
+		{[]string{"NEXY_LLM_PROVIDER=openai", "NEXY_LLM_BASE_URL=https://api.openai.com/v1", "NEXY_LLM_API_KEY=k", "NEXY_PREEMPT_ENABLED=on"}, true},
+		{[]string{"NEXY_LLM_PROVIDER=openai", "NEXY_LLM_BASE_URL=http://127.0.0.1:8000/v1", "NEXY_PREEMPT_ENABLED=off"}, false},
+	} {
+		cfg, err := Load("", c.env)
+		if err != nil {
+			t.Fatalf("%v: %v", c.env, err)
+		}
+		if got := cfg.PreemptOn(); got != c.want {
+			t.Errorf("%v: PreemptOn = %v, want %v", c.env, got, c.want)
+		}
+	}
+}

@@ -19,7 +19,7 @@ import (
 // checked here with the providers' own rules, so a valid configuration is one
 // every provider constructor accepts.
 func (c *Config) Validate() error {
-	checks := []func() error{c.validateServer, c.validateListen, c.validateLLM, c.validateTTS, c.validateSpeech, c.validateLimits, c.validateDevices, c.validateStore, c.validateMemory, c.validateUpdates, c.validateLog}
+	checks := []func() error{c.validateServer, c.validateListen, c.validateLLM, c.validateTTS, c.validateSpeech, c.validateLimits, c.validateDevices, c.validatePreempt, c.validateStore, c.validateMemory, c.validateUpdates, c.validateLog}
 	for _, check := range checks {
 		if err := check(); err != nil {
 			return err
@@ -236,6 +236,19 @@ func (c *Config) validateDevices() error {
 		durIn("devices.poll_interval", d.PollInterval, 100*time.Millisecond, time.Minute),
 		intIn("quotas.daily_turns", q.DailyTurns, 0, 1000000),
 		intIn("quotas.daily_tokens", q.DailyTokens, 0, 2000000000),
+	})
+}
+
+func (c *Config) validatePreempt() error {
+	p := c.Preempt
+	if err := oneOf("preempt.enabled", p.Enabled, "auto", "on", "off"); err != nil {
+		return err
+	}
+	return firstErr([]error{
+		durIn("preempt.stable_after", p.StableAfter, 50*time.Millisecond, 10*time.Second),
+		intIn("preempt.min_chars", p.MinChars, 1, 1000),
+		intIn("preempt.max_speculations", p.MaxSpeculations, 1, 10000),
+		durIn("preempt.hold", p.Hold, time.Second, 2*time.Minute),
 	})
 }
 
