@@ -85,8 +85,9 @@ func readWAVHeader(r io.Reader) (*wavFormat, io.Reader, error) {
 			if format == nil {
 				return nil, nil, errors.New("audio: wav: data chunk before fmt chunk")
 			}
+			bounded := !isPlaceholder(riff, size, ds64)
 			return format, &wavData{r: r, cur: dataReader(r, riff, size, ds64), format: format,
-				bounded: !isPlaceholder(riff, size, ds64), pad: size&1 == 1}, nil
+				bounded: bounded, pad: bounded && dataSize(riff, size, ds64)&1 == 1}, nil
 		default:
 			pad := int64(size) + int64(size&1) // chunks are word-aligned
 			skipped += pad
@@ -183,16 +184,22 @@ func (d *wavData) chain(r io.Reader) error {
 	return nil
 }
 
+// dataSize is the declared size of the data chunk: an RF64 stream puts it in
+// ds64 and 0xFFFFFFFF (odd, but not the size) in the chunk header.
+func dataSize(riff string, size uint32, ds64 uint64) uint64 {
+	if riff == "RF64" && size == sizeUntilEOF && ds64 > 0 {
+		return ds64
+	}
+	return uint64(size)
+}
+
 // dataReader bounds the sample stream by the declared data size unless the
 // size is a streaming placeholder.
 func dataReader(r io.Reader, riff string, size uint32, ds64 uint64) io.Reader {
-	switch {
-	case riff == "RF64" && size == sizeUntilEOF && ds64 > 0:
-		return io.LimitReader(r, int64(min(ds64, 1<<62)))
-	case size == 0 || size == sizeUntilEOF:
+	if isPlaceholder(riff, size, ds64) {
 		return r
 	}
-	return io.LimitReader(r, int64(size))
+	return io.LimitReader(r, int64(min(dataSize(riff, size, ds64), 1<<62)))
 }
 
 func wavReadErr(what string, err error) error {
