@@ -5,6 +5,7 @@
 //	nexy ask [flags] "question"      ask a running server, print the answer, save the speech
 //	nexy version                     print the version
 //	nexy doctor [--json]             check the config, providers, TLS and ports
+//	nexy bench [flags]               load-test a server (or a child it starts) with fake providers
 package main
 
 import (
@@ -35,6 +36,9 @@ usage:
   nexy version                     print the version, commit and Go version
   nexy doctor [--json]             check config, data dir, database, LLM, TTS, TLS, the public
                                    port and keepalive; exit 1 if any check fails (nexy doctor -h)
+  nexy bench [flags]               load-test a server like many devices at once: latency per stage,
+                                   turns/s, CPU and memory, against fake providers (nexy bench -h;
+                                   nexy bench --targets runs the performance targets)
 
 the history (each reads the same config as serve; -config nexy.toml):
   nexy memory show|export|forget HARDWARE_ID      a device's memory: show it, export it as JSON,
@@ -91,6 +95,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return releaseCmd(args[1:], stdout, stderr)
 	case "doctor":
 		return doctorCmd(args[1:], stdout, stderr)
+	case "bench":
+		return bench(args[1:], stdout, stderr)
 	case "version":
 		if len(args) > 1 {
 			fmt.Fprintf(stderr, "nexy version: unexpected argument %q\n", args[1])
