@@ -36,28 +36,47 @@ func Decode(r io.Reader, enc Encoding, in Format) (io.Reader, error) {
 	default:
 		return nil, fmt.Errorf("audio: decode: unknown encoding %v", enc)
 	}
-	return &decoder{r: &progressReader{r: r}, enc: enc, in: in}, nil
+	return newDecoder(r, enc, in, true), nil
+}
+
+// newDecoder is Decode after the argument checks; passthrough false forces
+// the general (float) path, which tests use as the reference.
+func newDecoder(r io.Reader, enc Encoding, in Format, passthrough bool) *decoder {
+	return &decoder{r: &progressReader{r: r}, enc: enc, in: in, allowPass: passthrough}
 }
 
 // decoder pulls source samples, resamples them to 48 kHz and serialises them.
+// Input already in the wire format skips all of that (see passthrough.go).
 type decoder struct {
-	r       io.Reader
-	enc     Encoding
-	in      Format
-	opened  bool
-	src     source
-	rs      *resampler // nil when the source is already 48 kHz
-	samples []float32  // source block
-	out     []float32  // resampled block
-	bytes   []byte     // serialised output; pending is the unread tail
-	pending []byte
-	err     error // sticky; returned once pending is drained
+	r         io.Reader
+	enc       Encoding
+	in        Format
+	allowPass bool
+	opened    bool
+	pass      *passthrough // non-nil: the input is wire PCM, copied as is
+	src       source
+	rs        *resampler // nil when the source is already 48 kHz
+	samples   []float32  // source block
+	out       []float32  // resampled block
+	bytes     []byte     // serialised output; pending is the unread tail
+	pending   []byte
+	err       error // sticky; returned once pending is drained
 }
 
 // Read implements io.Reader.
 func (d *decoder) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
+	}
+	if !d.opened && d.err == nil {
+		d.err = d.open()
+	}
+	if d.pass != nil && d.err == nil {
+		n, err := d.pass.read(p)
+		if err == nil {
+			return n, nil
+		}
+		d.err = d.streamErr(err) // sticky, returned below from now on
 	}
 	// Each fill consumes input or fails, so this loop ends.
 	for len(d.pending) == 0 {
@@ -71,20 +90,34 @@ func (d *decoder) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// open parses the stream header and sets up the resampler.
+// open parses the stream header and sets up the passthrough or the
+// general path with its resampler.
 func (d *decoder) open() error {
+	d.opened = true
 	var rate int
 	var err error
 	switch d.enc {
 	case WAV:
-		d.src, rate, err = openWAV(d.r)
+		var f *wavFormat
+		var data io.Reader
+		if f, data, err = readWAVHeader(d.r); err != nil {
+			return err
+		}
+		if d.allowPass && isWire(f.rate, f.channels, f.kind) {
+			d.pass = &passthrough{r: data}
+			return nil
+		}
+		d.src, rate = newPCMSource(data, f.channels, f.kind, blockFor(f.rate)), f.rate
 	case MP3:
-		d.src, rate, err = openMP3(d.r)
+		if d.src, rate, err = openMP3(d.r); err != nil {
+			return err
+		}
 	default:
+		if d.allowPass && isWire(d.in.SampleRate, d.in.Channels, kindS16) {
+			d.pass = &passthrough{r: d.r}
+			return nil
+		}
 		d.src, rate = newPCMSource(d.r, d.in.Channels, kindS16, blockFor(d.in.SampleRate)), d.in.SampleRate
-	}
-	if err != nil {
-		return err
 	}
 	if rate != SampleRate {
 		if d.rs, err = newResampler(rate, SampleRate); err != nil {
@@ -93,18 +126,12 @@ func (d *decoder) open() error {
 	}
 	d.samples = make([]float32, blockFor(rate))
 	d.out = make([]float32, MaxChunkBytes/2)
-	d.opened = true
 	return nil
 }
 
 // fill reads one block from the source and leaves its output in pending.
 // It returns the error that ends the stream, if any.
 func (d *decoder) fill() error {
-	if !d.opened {
-		if err := d.open(); err != nil {
-			return err
-		}
-	}
 	n, err := d.src.read(d.samples)
 	d.bytes = d.bytes[:0]
 	if d.rs == nil {
@@ -117,9 +144,15 @@ func (d *decoder) fill() error {
 		d.drainResampler()
 	}
 	d.pending = d.bytes
-	switch {
-	case err == nil:
+	if err == nil {
 		return nil
+	}
+	return d.streamErr(err)
+}
+
+// streamErr is the error that ends the stream, given what the source returned.
+func (d *decoder) streamErr(err error) error {
+	switch {
 	case errors.Is(err, io.EOF):
 		return io.EOF
 	case errors.Is(err, io.ErrNoProgress):

@@ -36,16 +36,6 @@ type wavFormat struct {
 	kind     sampleKind
 }
 
-// openWAV parses the RIFF header up to the start of the sample data and
-// returns a source positioned at the first sample.
-func openWAV(r io.Reader) (source, int, error) {
-	f, data, err := readWAVHeader(r)
-	if err != nil {
-		return nil, 0, err
-	}
-	return newPCMSource(data, f.channels, f.kind, blockFor(f.rate)), f.rate, nil
-}
-
 // readWAVHeader parses chunks up to "data" and returns the format and a
 // reader of the sample bytes.
 func readWAVHeader(r io.Reader) (*wavFormat, io.Reader, error) {
