@@ -110,6 +110,10 @@ func (a *admission) releaseLocked(key collectKey, t *activeTurn) {
 	<-a.slots
 }
 
+// busy reports whether more than half of the concurrency slots are taken:
+// then extra work such as a speculation waits.
+func (a *admission) busy() bool { return 2*len(a.slots) > cap(a.slots) }
+
 // takeToken spends one of the device's rate tokens on something that is not
 // a turn (a refusal, which also sends seconds of audio); false when the
 // device is over limits.max_rate_per_second.

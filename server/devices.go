@@ -377,6 +377,19 @@ func (d *devices) reserveTurn(ctx context.Context, hardwareID string) (release f
 	}, nil
 }
 
+// quotaLeft reports whether the device may start another turn today,
+// without reserving it: a device at its quota is not answered ahead.
+func (d *devices) quotaLeft(hardwareID string) bool {
+	maxTurns, maxTokens := d.limits(hardwareID)
+	if maxTurns == 0 && maxTokens == 0 {
+		return true
+	}
+	u := d.dayUse(context.Background(), hardwareID) // bounded by its own read timeout
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return (maxTurns == 0 || u.turns < maxTurns) && (maxTokens == 0 || u.tokens < maxTokens)
+}
+
 // addTokens counts tokens against today's quota of a device.
 func (d *devices) addTokens(hardwareID string, n int) {
 	if n <= 0 {

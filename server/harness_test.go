@@ -149,6 +149,10 @@ func testConfig(t testing.TB, llmProvider, llmURL, ttsURL string) *config.Config
 	// The LLM analyzer would make a second model call after each turn;
 	// tests that count model requests expect one. Memory tests opt in.
 	c.Memory.Analyzer = "heuristic"
+	// A loopback model turns the preemptive answer on ("auto"); tests that
+	// send COLLECTs and count model calls expect none ahead of COMMIT.
+	// preempt_test.go turns it on.
+	c.Preempt.Enabled = "off"
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -40,14 +40,28 @@ type outbox[M any] struct {
 	failure error        // why a queued message did not go out; read after done
 	once    sync.Once
 	closed  bool
+	// attach, when set, holds the sender until a send function arrives on
+	// it: a speculative turn queues its answer before there is anyone to
+	// send it to (see preempt.go).
+	attach chan func(*M) error
 }
 
 // newOutbox starts the sender goroutine. It ends once finish has been called
 // and every queued message has been sent or dropped; a Send blocked on a
 // client that does not read ends when the RPC handler returns.
 func newOutbox[M any](ctx context.Context, cancel context.CancelCauseFunc, send func(*M) error, recycle func(*M), sendTimeout time.Duration) *outbox[M] {
-	o := &outbox[M]{ctx: ctx, cancel: cancel, send: send, recycle: recycle,
-		ch: make(chan *M, outboxDepth), done: make(chan struct{}), stalled: make(chan struct{})}
+	return startOutbox(&outbox[M]{ctx: ctx, cancel: cancel, send: send, recycle: recycle}, sendTimeout)
+}
+
+// newHeldOutbox is an outbox whose sender waits for attachSend before it
+// sends anything. Until then at most outboxDepth messages queue and put
+// blocks, which holds a speculative turn's pipeline at a bounded size.
+func newHeldOutbox[M any](ctx context.Context, cancel context.CancelCauseFunc, recycle func(*M), sendTimeout time.Duration) *outbox[M] {
+	return startOutbox(&outbox[M]{ctx: ctx, cancel: cancel, recycle: recycle, attach: make(chan func(*M) error, 1)}, sendTimeout)
+}
+
+func startOutbox[M any](o *outbox[M], sendTimeout time.Duration) *outbox[M] {
+	o.ch, o.done, o.stalled = make(chan *M, outboxDepth), make(chan struct{}), make(chan struct{})
 	o.stall = time.AfterFunc(time.Hour, func() {
 		o.cancel(errSendStalled) // first: whoever sees stalled closed finds the cause set
 		o.once.Do(func() { close(o.stalled) })
@@ -57,8 +71,19 @@ func newOutbox[M any](ctx context.Context, cancel context.CancelCauseFunc, send 
 	return o
 }
 
+// attachSend releases a held outbox to send through send; once only.
+func (o *outbox[M]) attachSend(send func(*M) error) { o.attach <- send }
+
 func (o *outbox[M]) run(sendTimeout time.Duration) {
 	defer close(o.done)
+	if o.attach != nil {
+		select {
+		case o.send = <-o.attach:
+		case <-o.ctx.Done():
+			// Never attached: everything queued is dropped (below).
+			o.failure = context.Cause(o.ctx)
+		}
+	}
 	for m := range o.ch {
 		// After a failed Send or a cancelled pipeline nothing more goes out:
 		// an interrupted turn must not keep talking. A pipeline that ended

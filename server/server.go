@@ -300,6 +300,7 @@ func needsInternet(provider, baseURL string) bool {
 func (s *Server) shutdown() {
 	start := time.Now()
 	s.svc.adm.drain()
+	s.svc.preempt.close() // speculations have no COMMIT to wait for
 	s.log.Info("Shutting down: new turns are refused; running turns may finish", "scope", "server", "decision", "drain",
 		"active_turns", s.svc.adm.running(), "grace_period", s.cfg.Limits.GracePeriod.Duration.String())
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Limits.GracePeriod.Duration)

@@ -41,6 +41,7 @@ type service struct {
 	metrics *instruments
 	devices *devices
 	phrases *phrases
+	preempt *preempter
 	now     func() time.Time
 
 	llmMissing string
@@ -60,7 +61,11 @@ func newService(cfg *config.Config, log *slog.Logger, deps Deps) *service {
 	s.metrics = newMetrics(s.adm.turns, s.adm.running, cfg.Secrets())
 	s.memory.metrics = s.metrics
 	s.devices = newDevices(cfg, deps.Store, log)
-	s.devices.stop = func(hw string, cause error) { s.adm.interrupt(hw, cause) }
+	s.preempt = newPreempter(s)
+	s.devices.stop = func(hw string, cause error) {
+		s.adm.interrupt(hw, cause)
+		s.preempt.dropDevice(hw)
+	}
 	s.memory.usage = s.devices.addTokens
 	s.phrases = newPhrases()
 	if c, ok := deps.LLM.(llmChain); ok {
@@ -101,6 +106,11 @@ func (s *service) collectPhase(req *pb.StreamRequest, mime string, stream grpc.S
 	decision := "collect_ack"
 	if !accepted {
 		decision = "collect_stale" // older chunk_seq: acknowledged, ignored
+	} else if s.preempt.on {
+		key := collectKey{req.GetHardwareId(), req.GetSessionId()}
+		if c, ok := s.collect.peek(key.hardwareID, key.sessionID); ok {
+			s.preempt.collected(key, c.text, c.screenshot)
+		}
 	}
 	s.decision(slog.LevelDebug, "StreamAudio", decision, start, idAttrs(req)...)
 	return stream.Send(&pb.StreamResponse{Content: &pb.StreamResponse_EndMessage{EndMessage: collectAccepted}})
@@ -127,15 +137,28 @@ func (s *service) commitPhase(req *pb.StreamRequest, mime string, stream grpc.Se
 	if s.llm == nil {
 		return s.refuse(stream.Send, "StreamAudio", req, start, &turnError{code: codes.Unavailable, kind: "unavailable", msg: s.llmMissing})
 	}
+	spec := s.preempt.claim(collectKey{hw, sid}, prompt, shot)
 	unreserve, r := s.devices.reserveTurn(stream.Context(), hw)
 	if r != nil {
+		s.preempt.release(spec, specRefused)
 		return s.refuseDevice(stream, req, start, r)
 	}
-	ctx, cancel := context.WithCancelCause(stream.Context())
+	var ctx context.Context
+	var cancel context.CancelCauseFunc
+	if spec != nil {
+		// The speculation's pipeline becomes this turn: the client's cancel
+		// (and InterruptSession, through admission) must reach its context.
+		ctx, cancel = spec.t.ctx, spec.t.cancel
+		stop := context.AfterFunc(stream.Context(), func() { cancel(context.Cause(stream.Context())) })
+		defer stop()
+	} else {
+		ctx, cancel = context.WithCancelCause(stream.Context())
+	}
 	defer cancel(nil)
 	release, aerr := s.adm.admit(hw, sid, cancel)
 	if aerr != nil {
 		unreserve()
+		s.preempt.release(spec, specRefused)
 		return s.refuse(stream.Send, "StreamAudio", req, start, aerr)
 	}
 	defer release()
@@ -143,14 +166,11 @@ func (s *service) commitPhase(req *pb.StreamRequest, mime string, stream grpc.Se
 	// to stop: look again now that the turn can be stopped.
 	if r := s.devices.cached(stream.Context(), hw); r != nil {
 		unreserve()
+		s.preempt.release(spec, specRefused)
 		return s.refuseDevice(stream, req, start, r)
 	}
 	s.collect.drop(hw, sid)
 
-	in := turnInput{hardwareID: hw, sessionID: sid, prompt: prompt, start: start}
-	if shot != "" {
-		in.image = &llm.Image{MIME: mime, Base64: shot}
-	}
 	var sent sentLog
 	send := func(m *pb.StreamResponse) error {
 		err := stream.Send(m)
@@ -159,11 +179,23 @@ func (s *service) commitPhase(req *pb.StreamRequest, mime string, stream grpc.Se
 		}
 		return err
 	}
-	out := newOutbox(ctx, cancel, send, recycleStream, s.cfg.Limits.SendTimeout.Duration)
-	t := &turn{svc: s, in: in, ctx: ctx, cancel: cancel, out: out}
-	t.tm.mark(&t.tm.admitted, start)
-	t.memory = s.memory.load(ctx, hw)
-	err := t.run()
+	var t *turn
+	var err error
+	if spec != nil {
+		s.preempt.counts[specUsed].Add(1)
+		t = spec.t
+		err = spec.adopt(send, start)
+	} else {
+		in := turnInput{hardwareID: hw, sessionID: sid, prompt: prompt, start: start}
+		if shot != "" {
+			in.image = &llm.Image{MIME: mime, Base64: shot}
+		}
+		t = &turn{svc: s, in: in, ctx: ctx, cancel: cancel, out: newOutbox(ctx, cancel, send, recycleStream, s.cfg.Limits.SendTimeout.Duration)}
+		t.tm.mark(&t.tm.admitted, start)
+		t.memory = s.memory.load(ctx, hw)
+		err = t.run()
+	}
+	out := t.out
 	ended, outErr := out.finish()
 	if err == nil {
 		err = outErr // something queued never left: the client stopped reading or went away

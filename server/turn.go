@@ -51,6 +51,16 @@ func (tm *timings) mark(stage *atomic.Int64, start time.Time) {
 	stage.CompareAndSwap(0, int64(time.Since(start)))
 }
 
+// rebase moves the origin d later (a speculation's COMMIT): a stage reached
+// before the new origin counts as reached at it (1 ns, since 0 means never).
+func (tm *timings) rebase(d time.Duration) {
+	for _, st := range []*atomic.Int64{&tm.admitted, &tm.llmFirstToken, &tm.firstSegment, &tm.ttsFirstByte, &tm.firstAudioSent, &tm.lastChunkSent} {
+		if v := st.Load(); v != 0 {
+			st.Store(max(1, v-int64(d)))
+		}
+	}
+}
+
 // speechJob is one segment on its way out: its display text and its audio,
 // produced by a synthesis goroutine while earlier segments are being sent.
 type speechJob struct {
@@ -96,13 +106,24 @@ func (t *turn) send(m *pb.StreamResponse) error { return t.out.put(m) }
 
 // run streams the answer. An error returned before anything was sent is
 // reported by the caller as error_message + status; after, the stream just ends.
+func (t *turn) run() error {
+	defer t.cancel(errTurnDone)
+	if err := t.produce(); err != nil {
+		return err
+	}
+	return t.conclude()
+}
+
+// produce queues the whole answer but its end: segments, audio and the
+// action. A speculative turn (preempt.go) runs only this before its COMMIT,
+// into a held outbox; nothing it queued has left the server.
 //
 // Three goroutines and the caller: read drains the model as fast as it
 // answers (never held back by speech, so llm.timeout only measures the model)
 // and queues segments; dispatch starts their synthesis, at most tts.lookahead
 // at a time, and hands them over in order; the caller sends each segment's
 // text and audio while the next one is being synthesized.
-func (t *turn) run() error {
+func (t *turn) produce() (err error) {
 	// Until the model's first token the watchdog waits llm.first_token_timeout;
 	// every token or chunk after that re-arms it with limits.idle_timeout.
 	t.idle = time.AfterFunc(t.svc.cfg.LLM.FirstTokenTimeout.Duration, func() {
@@ -119,11 +140,16 @@ func (t *turn) run() error {
 		return err
 	}
 	var wg sync.WaitGroup
-	// Deferred in reverse: cancel the turn, close the model stream, then wait
-	// for every goroutine: none outlives the turn.
+	// Deferred in reverse: on failure cancel the turn, then close the model
+	// stream and wait for every goroutine: none outlives the turn. On
+	// success every goroutine has already ended (jobs closed, read done).
 	defer wg.Wait()
 	defer stream.Close()
-	defer t.cancel(errTurnDone)
+	defer func() {
+		if err != nil {
+			t.cancel(errTurnDone)
+		}
+	}()
 
 	segments := newSegmentQueue()
 	readDone := make(chan struct{})
@@ -150,9 +176,11 @@ func (t *turn) run() error {
 	if err := t.ctx.Err(); err != nil {
 		return err
 	}
-	if err := t.sendAction(); err != nil {
-		return err
-	}
+	return t.sendAction()
+}
+
+// conclude records the finished turn and queues its end_message.
+func (t *turn) conclude() error {
 	t.saveComplete()
 	return t.send(&pb.StreamResponse{Content: &pb.StreamResponse_EndMessage{EndMessage: endMessage}})
 }

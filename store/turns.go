@@ -19,6 +19,9 @@ const (
 const (
 	SourceMain   = "main"
 	SourceMemory = "memory"
+	// SourceSpeculative is what a preemptive answer spent that its COMMIT
+	// did not use (preempt.*).
+	SourceSpeculative = "speculative"
 	// SourceClientPrefix prefixes what the client reports through ReportUsage.
 	SourceClientPrefix = "client:"
 )
