@@ -291,7 +291,58 @@ func printBench(w io.Writer, res *loadgen.Result) {
 	}
 }
 
+// benchTargets is `nexy bench --targets`: the performance issue's scenarios,
+// each a few seconds, and a table of target, measured, pass/fail. The other
+// load and fake flags do not apply (each scenario sets its own).
 func benchTargets(ctx context.Context, o benchOptions, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "nexy bench --targets: not yet")
-	return 1
+	res, err := loadgen.Targets(ctx, o.run, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "nexy bench --targets:", err)
+		if res == nil {
+			return 1
+		}
+	}
+	if o.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(res)
+	} else {
+		printTargets(stdout, res)
+	}
+	if err != nil || res.Passed() != len(res.Rows) {
+		return 1
+	}
+	return 0
+}
+
+func printTargets(w io.Writer, res *loadgen.TargetsResult) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\tTARGET\tMEASURED\tRESULT")
+	for _, r := range res.Rows {
+		verdict := "FAIL"
+		if r.Pass {
+			verdict = "pass"
+		}
+		fmt.Fprintf(tw, "(%s)\t%s\t%s\t%s\n", r.ID, r.Target, r.Measured, verdict)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "\npreemption: first audio after the COMMIT (p50), key held after the last COLLECT")
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "hold (ms)\thold - stable_after (ms)\toff (ms)\ton (ms)\tsaving (ms)\t")
+	num := func(v float64) string {
+		if v == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f", v)
+	}
+	note := ""
+	for _, h := range res.Holds {
+		fmt.Fprintf(tw, "%.0f\t%.0f\t%s\t%s\t%s\t\n", h.HoldMS, h.HeadStartMS, num(h.OffP50MS), num(h.OnP50MS), num(h.SavingMS))
+		note = h.Note
+	}
+	tw.Flush()
+	if note != "" {
+		fmt.Fprintln(w, "note:", note)
+	}
+	fmt.Fprintf(w, "\n%d of %d targets met (%.0f s)\n", res.Passed(), len(res.Rows), res.ElapsedSec)
 }

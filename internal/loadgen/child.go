@@ -216,7 +216,7 @@ func StartServer(ctx context.Context, o ServerOptions) (*Child, error) {
 	case <-c.exited:
 		<-c.logDone
 		c.cleanup()
-		return nil, fmt.Errorf("nexy serve exited at start (%v):\n%s", c.waitErr, c.Tail())
+		return nil, c.startErr()
 	case <-deadline.C:
 		c.Stop()
 		return nil, fmt.Errorf("nexy serve did not start within %s:\n%s", wait, c.Tail())
@@ -242,7 +242,7 @@ func StartServer(ctx context.Context, o ServerOptions) (*Child, error) {
 		case <-c.exited:
 			<-c.logDone
 			c.cleanup()
-			return nil, fmt.Errorf("nexy serve exited at start (%v):\n%s", c.waitErr, c.Tail())
+			return nil, c.startErr()
 		case <-deadline.C:
 			c.Stop()
 			return nil, fmt.Errorf("nexy serve: /health did not answer within %s: %v", wait, err)
@@ -310,6 +310,17 @@ func StartFloor(ctx context.Context, exe string, env []string, args []string) (*
 	}
 	c.StartTime = time.Since(start)
 	return c, nil
+}
+
+// startErr says why the child ended at start: its last line on the first
+// line of the error (a config error names the key there), then its log.
+func (c *Child) startErr() error {
+	tail := c.Tail()
+	last := tail
+	if i := strings.LastIndexByte(strings.TrimSpace(tail), '\n'); i >= 0 {
+		last = strings.TrimSpace(tail)[i+1:]
+	}
+	return fmt.Errorf("nexy serve exited at start (%v): %s\n%s", c.waitErr, strings.TrimSpace(last), tail)
 }
 
 // readLog copies r to w line by line, keeps the last lines, and hands each
