@@ -237,7 +237,7 @@ func printBench(w io.Writer, res *loadgen.Result) {
 	proc := func(f func(p *loadgen.Process) float64) func(r *loadgen.Report) float64 {
 		return func(r *loadgen.Report) float64 {
 			if r.Process == nil {
-				return 0
+				return -1 // not measured: a server the bench did not start, or no /proc
 			}
 			return f(r.Process)
 		}
@@ -259,6 +259,8 @@ func printBench(w io.Writer, res *loadgen.Result) {
 	} {
 		num := func(v float64) string {
 			switch {
+			case v < 0:
+				return "-"
 			case v == 0:
 				return "0"
 			case v == float64(int64(v)):

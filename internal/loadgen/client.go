@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -112,32 +113,69 @@ func (l *Live) started() time.Time {
 	return time.Time{}
 }
 
-// Dial opens a client connection to addr: plaintext, or TLS accepting only
-// the certificate whose SHA-256 fingerprint is pin (hex, colons optional).
+// pinnedTLS is a TLS config accepting only the certificate whose SHA-256
+// fingerprint is pin (hex, colons optional), as the app pins a self-signed server.
+func pinnedTLS(pin string) (*tls.Config, error) {
+	want := strings.ToLower(strings.NewReplacer(":", "", " ", "").Replace(pin))
+	if _, err := hex.DecodeString(want); err != nil || len(want) != 64 {
+		return nil, fmt.Errorf("--tls-pin: want the certificate's SHA-256 as 64 hex digits (colons allowed)")
+	}
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		NextProtos:         []string{"h2"},
+		InsecureSkipVerify: true, // the pin below is the check, as in the app
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return errors.New("no certificate")
+			}
+			sum := sha256.Sum256(raw[0])
+			if got := hex.EncodeToString(sum[:]); got != want {
+				var colons []string
+				for i := 0; i < len(got); i += 2 {
+					colons = append(colons, strings.ToUpper(got[i:i+2]))
+				}
+				return fmt.Errorf("the server's certificate has fingerprint %s, not the --tls-pin", strings.Join(colons, ":"))
+			}
+			return nil
+		},
+	}, nil
+}
+
+// Dial opens a client connection to addr: plaintext, or TLS pinned to pin.
 func Dial(addr, pin string) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
 	if pin != "" {
-		want := strings.ToLower(strings.NewReplacer(":", "", " ", "").Replace(pin))
-		if len(want) != 64 {
-			return nil, fmt.Errorf("--tls-pin: want the certificate's SHA-256 as 64 hex digits (colons allowed), got %d digits", len(want))
+		conf, err := pinnedTLS(pin)
+		if err != nil {
+			return nil, err
 		}
-		creds = credentials.NewTLS(&tls.Config{
-			MinVersion:         tls.VersionTLS12,
-			InsecureSkipVerify: true, // the pin below is the check, as in the app
-			VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
-				if len(raw) == 0 {
-					return errors.New("no certificate")
-				}
-				sum := sha256.Sum256(raw[0])
-				if got := hex.EncodeToString(sum[:]); got != want {
-					return fmt.Errorf("certificate fingerprint %s does not match --tls-pin", got)
-				}
-				return nil
-			},
-		})
+		creds = credentials.NewTLS(conf)
 	}
 	return grpc.NewClient(addr, grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+}
+
+// probe connects once (TCP, and the TLS handshake when pinned) so that an
+// unreachable server or a wrong pin is reported at once and by name.
+func probe(ctx context.Context, addr, pin string) error {
+	d := &net.Dialer{Timeout: 10 * time.Second}
+	if pin == "" {
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	conf, err := pinnedTLS(pin)
+	if err != nil {
+		return err
+	}
+	td := &tls.Dialer{NetDialer: d, Config: conf}
+	c, err := td.DialContext(ctx, "tcp", addr)
+	if err == nil {
+		c.Close()
+	}
+	return err
 }
 
 // waitReady waits until c is connected.
@@ -160,6 +198,9 @@ func RunLoad(ctx context.Context, addr, pin string, l Load, live *Live) (*LoadRe
 	}
 	if l.DeviceTag == "" {
 		l.DeviceTag = randomHex(3)
+	}
+	if err := probe(ctx, addr, pin); err != nil {
+		return nil, err
 	}
 	// Connect every device first, so connection setup is not measured.
 	conns := make([]*grpc.ClientConn, l.Devices)
