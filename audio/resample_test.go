@@ -366,3 +366,108 @@ func TestFilterCacheBounded(t *testing.T) {
 		t.Fatalf("cache holds %d tables, bound is %d", n, maxCachedFilters)
 	}
 }
+
+// TestResampleBlocksMatchSingles: with M = 1 an output is computed four
+// positions at a time (fir4) or alone (fir1) depending on how much input is
+// buffered; both must give the same float, bit for bit, so the output cannot
+// depend on how the input arrived.
+func TestResampleBlocksMatchSingles(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	c, x := make([]float32, 117), make([]float32, 120)
+	for i := range c {
+		c[i] = float32(rng.NormFloat64())
+	}
+	for i := range x {
+		x[i] = float32(rng.NormFloat64() * 10000)
+	}
+	lanes := [4]float32{}
+	lanes[0], lanes[1], lanes[2], lanes[3] = fir4(c, x)
+	for j, v := range lanes {
+		if w := fir1(c, x[j:j+len(c)]); v != w {
+			t.Fatalf("lane %d: fir4 %v, fir1 %v", j, v, w)
+		}
+	}
+	for _, in := range []int{8000, 12000, 16000, 24000} {
+		input := make([]float32, in/10)
+		for i := range input {
+			input[i] = float32(rng.IntN(65536) - 32768)
+		}
+		whole, _ := newResampler(in, SampleRate)
+		whole.write(input)
+		whole.flush()
+		want := make([]float32, 2*wantLen(len(input), in))
+		want = want[:whole.read(want)]
+
+		drip, _ := newResampler(in, SampleRate)
+		var got []float32
+		buf := make([]float32, 64)
+		for i := 0; i <= len(input); i++ {
+			if i < len(input) {
+				drip.write(input[i : i+1])
+			} else {
+				drip.flush()
+			}
+			for {
+				m := drip.read(buf[:1+rng.IntN(len(buf))])
+				if m == 0 {
+					break
+				}
+				got = append(got, buf[:m]...)
+			}
+		}
+		if len(got) != len(want) || len(want) != wantLen(len(input), in) {
+			t.Fatalf("%d Hz: %d outputs fed sample by sample, %d whole, want %d", in, len(got), len(want), wantLen(len(input), in))
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				t.Fatalf("%d Hz: output %d is %v fed sample by sample, %v whole", in, i, got[i], want[i])
+			}
+		}
+	}
+}
+
+// TestResampleFloatError: every kernel (dot, fir4, fir1) sums in float32; the
+// result must stay within a small fraction of an int16 step of the same
+// filter evaluated in float64, for loud random input at every rate.
+func TestResampleFloatError(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, in := range testRates {
+		if in == SampleRate {
+			continue
+		}
+		x := make([]float32, 3000)
+		for i := range x {
+			x[i] = float32(rng.IntN(65536) - 32768)
+		}
+		rs, err := newResampler(in, SampleRate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs.write(x[:1234]) // part of it through blocks, part through single outputs
+		y := make([]float32, 2*wantLen(len(x), in)+8)
+		n := rs.read(y)
+		rs.write(x[1234:])
+		rs.flush()
+		n += rs.read(y[n:])
+		if n != wantLen(len(x), in) {
+			t.Fatalf("%d Hz: %d outputs, want %d", in, n, wantLen(len(x), in))
+		}
+		f := rs.f
+		worst := 0.0
+		for j := 0; j < n; j++ {
+			jm := int64(j) * int64(f.m)
+			p, next := int(jm%int64(f.l)), int(int64(f.delay)+jm/int64(f.l))
+			ref := 0.0
+			for tp := 0; tp < f.k; tp++ {
+				if i := next - f.k + 1 + tp; i >= 0 && i < len(x) {
+					ref += float64(f.coef[p*f.k+tp]) * float64(x[i])
+				}
+			}
+			worst = math.Max(worst, math.Abs(float64(y[j])-ref))
+		}
+		t.Logf("%d Hz: worst float32 error %.4f LSB", in, worst)
+		if worst > 0.025 {
+			t.Errorf("%d Hz: float32 error %.4f LSB, want ≤ 0.025", in, worst)
+		}
+	}
+}
