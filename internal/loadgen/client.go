@@ -362,6 +362,9 @@ func (d *device) turn(ctx context.Context) {
 	if ctx.Err() != nil {
 		return // the run stopped: not the server's failure
 	}
+	if err != nil && errors.Is(tctx.Err(), context.DeadlineExceeded) {
+		err = errTimeout(fmt.Sprintf("COMMIT not finished within --turn-timeout %s", d.load.TurnTimeout))
+	}
 	d.chunks += int64(chk.chunks)
 	d.badChunks += int64(chk.badChunks)
 	if class := chk.finish(err); class != "" {
@@ -406,6 +409,9 @@ func (d *device) collect(ctx context.Context, session string, seq int32, text st
 	}
 	msg, err := stream.Recv()
 	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return 0, errTimeout("COLLECT not answered within the app's 3 s deadline")
+		}
 		return 0, err
 	}
 	ack := time.Since(start)
@@ -420,6 +426,11 @@ func (d *device) collect(ctx context.Context, session string, seq int32, text st
 	}
 	return ack, nil
 }
+
+// errTimeout is the bench giving up on a call; its class is its text.
+type errTimeout string
+
+func (e errTimeout) Error() string { return string(e) }
 
 // errProtocol is a broken rule of the wire contract; its class is its text.
 type errProtocol string

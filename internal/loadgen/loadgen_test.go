@@ -312,25 +312,40 @@ func TestServerConfig(t *testing.T) {
 	}
 }
 
-// TestLoadAgainstFloor runs a short load against an in-process floor
-// server: every turn is good, every stage measured, every chunk checked.
-func TestLoadAgainstFloor(t *testing.T) {
-	timing := Timing{Sentences: 2, AudioSec: 0.2, TTSRate: 48000, LLMFirstToken: time.Millisecond}
+// startFloor runs a floor server in this process until the test ends.
+func startFloor(t *testing.T, timing Timing) string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() { done <- ServeFloor(ctx, "127.0.0.1:0", timing, pw) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Error(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("the floor did not stop")
+		}
+	})
 	line := make([]byte, 128)
 	n, err := pr.Read(line)
 	if err != nil {
 		t.Fatal(err)
 	}
 	go func() { _, _ = io.Copy(io.Discard, pr) }()
-	addr := strings.TrimSpace(strings.TrimPrefix(string(line[:n]), "floor listening on "))
-	lctx, lcancel := context.WithTimeout(ctx, time.Minute)
-	defer lcancel()
-	res, err := RunLoad(lctx, addr, "", Load{Devices: 2, Turns: 6, Collects: 2, CollectInterval: time.Millisecond}, nil)
+	return strings.TrimSpace(strings.TrimPrefix(string(line[:n]), "floor listening on "))
+}
+
+// TestLoadAgainstFloor runs a short load against an in-process floor
+// server: every turn is good, every stage measured, every chunk checked.
+func TestLoadAgainstFloor(t *testing.T) {
+	addr := startFloor(t, Timing{Sentences: 2, AudioSec: 0.2, TTSRate: 48000, LLMFirstToken: time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := RunLoad(ctx, addr, "", Load{Devices: 2, Turns: 6, Collects: 2, CollectInterval: time.Millisecond}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,14 +365,21 @@ func TestLoadAgainstFloor(t *testing.T) {
 			t.Errorf("stage %s: %d samples, want %d", s, len(res.Samples[s]), want)
 		}
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Error(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the floor did not stop")
+}
+
+// TestLoadTimeout: a COMMIT slower than --turn-timeout is a failed turn of
+// its own class, and the run still ends.
+func TestLoadTimeout(t *testing.T) {
+	addr := startFloor(t, Timing{Sentences: 1, AudioSec: 0.1, TTSRate: 48000, LLMFirstToken: 5 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := RunLoad(ctx, addr, "", Load{Devices: 1, Turns: 1, TurnTimeout: 50 * time.Millisecond}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "timeout: COMMIT not finished within --turn-timeout 50ms"
+	if res.OK != 0 || res.Failed != 1 || res.Errors[want] != 1 {
+		t.Errorf("ok %d, failed %d, errors %v; want one %q", res.OK, res.Failed, res.Errors, want)
 	}
 }
 

@@ -145,14 +145,15 @@ func errClass(err error) string {
 	if errors.As(err, &pe) {
 		return "protocol: " + string(pe)
 	}
+	var te errTimeout
+	if errors.As(err, &te) {
+		return "timeout: " + string(te)
+	}
 	st, ok := status.FromError(err)
 	if !ok {
 		return "error: " + err.Error()
 	}
 	class := strings.ToUpper(codeName(st.Code()))
-	if st.Code() == codes.DeadlineExceeded {
-		class += " (turn timeout or server send_timeout)"
-	}
 	for _, m := range limitMarkers {
 		if strings.Contains(st.Message(), m) {
 			return class + " " + m
