@@ -65,7 +65,7 @@ func (tm *timings) rebase(d time.Duration) {
 // produced by a synthesis goroutine while earlier segments are being sent.
 type speechJob struct {
 	text  string
-	audio chan []byte // closed when synthesis ends; err is set before
+	audio *chunkQueue // closed when synthesis ends; err is set before
 	err   error
 }
 
@@ -244,7 +244,7 @@ func isWordRune(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) 
 
 // start launches the synthesis of one segment and queues it for the sender.
 func (t *turn) start(seg string, jobs chan<- *speechJob, slots chan struct{}, wg *sync.WaitGroup) bool {
-	job := &speechJob{text: seg, audio: make(chan []byte, audioQueue)}
+	job := &speechJob{text: seg, audio: newChunkQueue()}
 	select {
 	case slots <- struct{}{}:
 	case <-t.ctx.Done():
@@ -267,7 +267,7 @@ func (t *turn) start(seg string, jobs chan<- *speechJob, slots chan struct{}, wg
 // synthesize speaks one segment into job.audio, in wire-sized chunks, as the
 // provider produces them.
 func (t *turn) synthesize(job *speechJob) {
-	defer close(job.audio)
+	defer job.audio.close()
 	text := tts.Speakable(job.text)
 	if text == "" {
 		return // nothing speakable (e.g. only emoji): the text still goes out
@@ -290,10 +290,8 @@ func (t *turn) synthesize(job *speechJob) {
 			return
 		}
 		t.tm.mark(&t.tm.ttsFirstByte, t.in.start)
-		select {
-		case job.audio <- chunk:
-		case <-t.ctx.Done():
-			job.err = context.Cause(t.ctx)
+		if err := job.audio.push(t.ctx, chunk); err != nil {
+			job.err = err
 			return
 		}
 	}
@@ -318,7 +316,11 @@ func (t *turn) stream(job *speechJob) error {
 			return err
 		}
 	}
-	for chunk := range job.audio {
+	for {
+		chunk, ok := job.audio.pop()
+		if !ok {
+			break
+		}
 		if !textSent {
 			if err := sendText(); err != nil {
 				return err
