@@ -9,7 +9,8 @@ import (
 
 // chunkPool recycles chunk buffers: every turn sends ~100 KiB of audio per
 // second of speech, and without reuse each chunk is garbage once sent.
-var chunkPool = sync.Pool{New: func() any { b := make([]byte, MaxChunkBytes); return &b }}
+// It holds array pointers, so neither Get nor Put allocates a slice header.
+var chunkPool = sync.Pool{New: func() any { return new([MaxChunkBytes]byte) }}
 
 // Recycle gives a chunk returned by Next back for reuse. Call it only when
 // nothing refers to the chunk any more: a chunk that never reached a gRPC
@@ -20,14 +21,12 @@ func Recycle(chunk []byte) {
 	if cap(chunk) != MaxChunkBytes {
 		return
 	}
-	chunk = chunk[:MaxChunkBytes]
-	chunkPool.Put(&chunk)
+	chunkPool.Put((*[MaxChunkBytes]byte)(chunk[:MaxChunkBytes]))
 }
 
 // Chunker cuts a PCM stream into wire chunks.
 type Chunker struct {
 	r     io.Reader
-	buf   []byte // read scratch, reused; chunks are copied out at their exact size
 	odd   []byte // 0 or 1 byte: half a sample carried to the next chunk
 	err   error  // sticky error from the reader, returned after the data
 	empty int
@@ -35,7 +34,7 @@ type Chunker struct {
 
 // NewChunker returns a Chunker reading wire PCM (48 kHz mono s16le) from r.
 func NewChunker(r io.Reader) *Chunker {
-	return &Chunker{r: r, buf: make([]byte, MaxChunkBytes), odd: make([]byte, 0, 1)}
+	return &Chunker{r: r, odd: make([]byte, 0, 1)}
 }
 
 // Next returns the next chunk: even length, 1..MaxChunkBytes bytes, sent as soon as data is
@@ -44,7 +43,8 @@ func NewChunker(r io.Reader) *Chunker {
 // owned by the caller (it may come from the pool fed by Recycle; it is never shared).
 // Errors of the reader other than io.EOF are returned wrapped, after the data read before them.
 func (c *Chunker) Next() ([]byte, error) {
-	buf := c.buf
+	// Read straight into the chunk handed out: no scratch buffer, no copy.
+	buf := chunkPool.Get().(*[MaxChunkBytes]byte)[:]
 	n := copy(buf, c.odd)
 	c.odd = c.odd[:0]
 	// One Read is enough unless it brought less than a whole sample.
@@ -64,9 +64,9 @@ func (c *Chunker) Next() ([]byte, error) {
 	}
 	if even := n &^ 1; even > 0 {
 		c.odd = append(c.odd, buf[even:n]...)
-		out := *chunkPool.Get().(*[]byte)
-		return out[:copy(out, buf[:even])], nil
+		return buf[:even], nil
 	}
+	Recycle(buf)
 	// Here n < 2 and the reader has failed or ended; a lone byte is dropped.
 	if errors.Is(c.err, io.EOF) {
 		return nil, io.EOF
