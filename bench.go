@@ -72,7 +72,7 @@ func parseBench(args []string, stdout, stderr io.Writer) (o benchOptions, code i
 	fs.DurationVar(&l.TurnTimeout, "turn-timeout", time.Minute, "a COMMIT taking longer fails")
 	benchTimingFlags(fs, &r.Timing)
 	fs.BoolVar(&o.run.Floor, "floor", false, "also run the load against the floor server and print server/floor ratios")
-	fs.StringVar(&r.Preempt, "preempt", "", `write [preempt] enabled = "on"|"off"|"auto" into the child's config (default: no such section)`)
+	fs.StringVar(&r.Preempt, "preempt", "", `write [preempt] enabled = "on"|"off"|"auto" into the child's config (default: none written, so the server's default applies: auto, on for the bench's loopback fake model)`)
 	fs.StringVar(&r.Memory, "memory", "heuristic", "the child's memory.analyzer (llm makes a second model call per turn)")
 	fs.StringVar(&r.ServerLog, "server-log", "", "keep the child server's log (stderr) in this file")
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON")
