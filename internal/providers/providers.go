@@ -6,6 +6,7 @@ package providers
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/nexy-server/nexy/config"
@@ -17,12 +18,44 @@ import (
 // as a fallback only: config.Validate applies every check they make first and
 // names the key and env variable (main's TestValidatedProvidersConstruct).
 
+// Builder builds providers. HTTP, when set, is the client of every HTTP
+// provider (OpenAI-compatible and Gemini models, OpenAI and Azure speech),
+// so they share its connection pool; `nexy serve` hands it the shared
+// transport (httpclient.NewTransport). The zero Builder, used by the
+// package-level functions, leaves each provider its own default client.
+// Edge (a websocket), Wyoming (raw TCP) and command speech make their own
+// connections either way.
+type Builder struct {
+	HTTP *http.Client
+}
+
+// LLM is Builder{}.LLM.
+func LLM(cfg *config.Config, log *slog.Logger) (p llm.Provider, missing string, err error) {
+	return Builder{}.LLM(cfg, log)
+}
+
+// Models is Builder{}.Models.
+func Models(cfg *config.Config) (entries []llm.ChainEntry, missing string, err error) {
+	return Builder{}.Models(cfg)
+}
+
+// TTS is Builder{}.TTS.
+func TTS(cfg *config.Config) (tts.Synthesizer, error) { return Builder{}.TTS(cfg) }
+
+// TTSFallback is Builder{}.TTSFallback.
+func TTSFallback(cfg *config.Config) (tts.Synthesizer, error) { return Builder{}.TTSFallback(cfg) }
+
+// Speaker is Builder{}.Speaker.
+func Speaker(c config.Speaker, defaultTimeout time.Duration) (tts.Synthesizer, error) {
+	return Builder{}.Speaker(c, defaultTimeout)
+}
+
 // LLM builds the configured model and its [[llm.fallbacks]] as one chain
 // with a circuit breaker per model. Without a key for the main model the
 // server still starts; missing then tells the operator (and each refused
 // turn) what to set.
-func LLM(cfg *config.Config, log *slog.Logger) (p llm.Provider, missing string, err error) {
-	entries, missing, err := Models(cfg)
+func (b Builder) LLM(cfg *config.Config, log *slog.Logger) (p llm.Provider, missing string, err error) {
+	entries, missing, err := b.Models(cfg)
 	if err != nil || missing != "" {
 		return nil, missing, err
 	}
@@ -35,13 +68,13 @@ func LLM(cfg *config.Config, log *slog.Logger) (p llm.Provider, missing string, 
 
 // Models builds each configured model on its own, in chain order: the main
 // one ("llm"), then "llm.fallbacks[0]" and so on. `nexy doctor` checks each.
-func Models(cfg *config.Config) (entries []llm.ChainEntry, missing string, err error) {
+func (b Builder) Models(cfg *config.Config) (entries []llm.ChainEntry, missing string, err error) {
 	c := cfg.LLM
 	if c.Provider == "gemini" && c.APIKey == "" {
 		return nil, "no LLM key: set llm.api_key, llm.api_key_file or NEXY_LLM_API_KEY (a Gemini API key), " +
 			"or point llm.provider = \"openai\" and llm.base_url at a local OpenAI-compatible server", nil
 	}
-	main, err := model(c, c.Provider, c.Model, c.BaseURL, c.APIKey, c.Timeout.Duration)
+	main, err := b.model(c, c.Provider, c.Model, c.BaseURL, c.APIKey, c.Timeout.Duration)
 	if err != nil {
 		return nil, "", fmt.Errorf("config: llm: %w", err)
 	}
@@ -55,7 +88,7 @@ func Models(cfg *config.Config) (entries []llm.ChainEntry, missing string, err e
 		if timeout == 0 {
 			timeout = c.Timeout.Duration
 		}
-		p, err := model(c, f.Provider, f.Model, f.BaseURL, f.APIKey, timeout)
+		p, err := b.model(c, f.Provider, f.Model, f.BaseURL, f.APIKey, timeout)
 		if err != nil {
 			return nil, "", fmt.Errorf("config: %s: %w", label, err)
 		}
@@ -65,25 +98,25 @@ func Models(cfg *config.Config) (entries []llm.ChainEntry, missing string, err e
 }
 
 // model builds one model endpoint; the generation settings are the main model's.
-func model(c config.LLM, provider, name, baseURL, key string, timeout time.Duration) (llm.Provider, error) {
+func (b Builder) model(c config.LLM, provider, name, baseURL, key string, timeout time.Duration) (llm.Provider, error) {
 	switch provider {
 	case "gemini":
 		gc := llm.GeminiConfig{BaseURL: baseURL, Model: name, APIKey: key, Timeout: timeout,
-			Temperature: c.Temperature, MaxOutputTokens: c.MaxOutputTokens, GoogleSearch: c.GoogleSearch}
+			Temperature: c.Temperature, MaxOutputTokens: c.MaxOutputTokens, GoogleSearch: c.GoogleSearch, HTTPClient: b.HTTP}
 		if c.ThinkingBudget >= 0 {
 			gc.ThinkingBudget = &c.ThinkingBudget
 		}
 		return llm.NewGemini(gc)
 	case "openai":
 		return llm.NewOpenAI(llm.OpenAIConfig{BaseURL: baseURL, Model: name, APIKey: key, Timeout: timeout,
-			Temperature: c.Temperature, MaxTokens: c.MaxOutputTokens})
+			Temperature: c.Temperature, MaxTokens: c.MaxOutputTokens, HTTPClient: b.HTTP})
 	}
 	return nil, fmt.Errorf("unknown provider %q", provider)
 }
 
 // TTS builds the configured speech provider ([tts]).
-func TTS(cfg *config.Config) (tts.Synthesizer, error) {
-	s, err := Speaker(cfg.TTS.Speaker, cfg.TTS.Timeout.Duration)
+func (b Builder) TTS(cfg *config.Config) (tts.Synthesizer, error) {
+	s, err := b.Speaker(cfg.TTS.Speaker, cfg.TTS.Timeout.Duration)
 	if err != nil {
 		return nil, fmt.Errorf("config: tts: %w", err)
 	}
@@ -91,11 +124,11 @@ func TTS(cfg *config.Config) (tts.Synthesizer, error) {
 }
 
 // TTSFallback builds [tts.fallback]; nil when none is configured.
-func TTSFallback(cfg *config.Config) (tts.Synthesizer, error) {
+func (b Builder) TTSFallback(cfg *config.Config) (tts.Synthesizer, error) {
 	if cfg.TTS.Fallback.Provider == "" {
 		return nil, nil
 	}
-	s, err := Speaker(cfg.TTS.Fallback, cfg.TTS.Timeout.Duration)
+	s, err := b.Speaker(cfg.TTS.Fallback, cfg.TTS.Timeout.Duration)
 	if err != nil {
 		return nil, fmt.Errorf("config: tts.fallback: %w", err)
 	}
@@ -103,7 +136,7 @@ func TTSFallback(cfg *config.Config) (tts.Synthesizer, error) {
 }
 
 // Speaker builds one speech provider; a zero Timeout means defaultTimeout.
-func Speaker(c config.Speaker, defaultTimeout time.Duration) (tts.Synthesizer, error) {
+func (b Builder) Speaker(c config.Speaker, defaultTimeout time.Duration) (tts.Synthesizer, error) {
 	timeout := c.Timeout.Duration
 	if timeout == 0 {
 		timeout = defaultTimeout
@@ -115,10 +148,10 @@ func Speaker(c config.Speaker, defaultTimeout time.Duration) (tts.Synthesizer, e
 		if c.APIKey == "" {
 			return nil, fmt.Errorf("api_key: the Azure Speech key is required (or api_key_file)")
 		}
-		return tts.NewAzure(tts.AzureConfig{BaseURL: c.BaseURL, Region: c.Region, APIKey: c.APIKey, Voice: c.Voice, Rate: c.Rate, Timeout: timeout})
+		return tts.NewAzure(tts.AzureConfig{BaseURL: c.BaseURL, Region: c.Region, APIKey: c.APIKey, Voice: c.Voice, Rate: c.Rate, Timeout: timeout, HTTPClient: b.HTTP})
 	case "openai":
 		return tts.NewOpenAI(tts.OpenAIConfig{BaseURL: c.BaseURL, APIKey: c.APIKey, Model: c.Model, Voice: c.Voice,
-			Format: c.Format, PCMSampleRate: c.SampleRate, Timeout: timeout})
+			Format: c.Format, PCMSampleRate: c.SampleRate, Timeout: timeout, HTTPClient: b.HTTP})
 	case "wyoming":
 		return tts.NewWyoming(tts.WyomingConfig{Address: c.BaseURL, Voice: c.Voice, Timeout: timeout})
 	case "command":
