@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/nexy-server/nexy/config"
+	"github.com/nexy-server/nexy/internal/httpclient"
 	"github.com/nexy-server/nexy/internal/providers"
 	"github.com/nexy-server/nexy/server"
 	"github.com/nexy-server/nexy/store"
@@ -147,13 +148,20 @@ func wire(cfg *config.Config, log *slog.Logger) (closeAll func(), deps server.De
 	go func() { defer close(watched); feed.Watch(watchCtx) }()
 	closers = append(closers, func() { stopWatch(); <-watched })
 	deps.Feed = feed
-	if deps.LLM, deps.LLMMissing, err = providers.LLM(cfg, log); err != nil {
+	// One transport for every HTTP provider: a warm connection spares a turn
+	// the TCP and TLS handshakes before its first token and first audio. A
+	// turn holds up to tts.lookahead speech calls to one host at once.
+	transport := httpclient.NewTransport(cfg.Limits.MaxConcurrentStreams * max(cfg.TTS.Lookahead, 1))
+	closers = append(closers, transport.Close)
+	deps.HTTPStats = transport.Counts
+	build := providers.Builder{HTTP: transport.Client()}
+	if deps.LLM, deps.LLMMissing, err = build.LLM(cfg, log); err != nil {
 		return nil, deps, err
 	}
-	if deps.TTS, err = providers.TTS(cfg); err != nil {
+	if deps.TTS, err = build.TTS(cfg); err != nil {
 		return nil, deps, err
 	}
-	if deps.TTSFallback, err = providers.TTSFallback(cfg); err != nil {
+	if deps.TTSFallback, err = build.TTSFallback(cfg); err != nil {
 		return nil, deps, err
 	}
 	log.Info("Store opened", "scope", "store", "decision", "open", "path", dbPath, "audio_cache_bytes", cfg.Store.AudioCacheBytes)

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/nexy-server/nexy/internal/buildinfo"
+	"github.com/nexy-server/nexy/internal/httpclient"
 	"github.com/nexy-server/nexy/llm"
 	pb "github.com/nexy-server/nexy/proto"
 )
@@ -351,6 +352,34 @@ func (cc chainCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(llmFailsDesc, prometheus.CounterValue, float64(st.Failures), st.Label)
 		ch <- prometheus.MustNewConstMetric(llmSkipsDesc, prometheus.CounterValue, float64(st.Fallbacks), st.Label)
 	}
+}
+
+// watchHTTP exports the providers' shared HTTP transport counters at each
+// scrape.
+func (m *instruments) watchHTTP(counts func() httpclient.Counts) {
+	m.reg.MustRegister(httpCollector{counts})
+}
+
+var (
+	providerHTTPRequestsDesc = prometheus.NewDesc("nexy_provider_http_requests_total", "HTTP requests to the LLM and speech providers (each attempt).", nil, nil)
+	providerHTTPReusedDesc   = prometheus.NewDesc("nexy_provider_http_conns_reused_total", "Provider HTTP requests sent on an already open connection (pooled, or shared HTTP/2): no TCP or TLS handshake.", nil, nil)
+	providerHTTPDialsDesc    = prometheus.NewDesc("nexy_provider_http_dials_total", "Connections opened to the providers over HTTP.", nil, nil)
+)
+
+// httpCollector reads the shared transport's counters when /metrics is scraped.
+type httpCollector struct{ counts func() httpclient.Counts }
+
+func (hc httpCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- providerHTTPRequestsDesc
+	ch <- providerHTTPReusedDesc
+	ch <- providerHTTPDialsDesc
+}
+
+func (hc httpCollector) Collect(ch chan<- prometheus.Metric) {
+	n := hc.counts()
+	ch <- prometheus.MustNewConstMetric(providerHTTPRequestsDesc, prometheus.CounterValue, float64(n.Requests))
+	ch <- prometheus.MustNewConstMetric(providerHTTPReusedDesc, prometheus.CounterValue, float64(n.Reused))
+	ch <- prometheus.MustNewConstMetric(providerHTTPDialsDesc, prometheus.CounterValue, float64(n.Dials))
 }
 
 // memoryAnalyzed records one memory analysis.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/nexy-server/nexy/audio"
 	"github.com/nexy-server/nexy/config"
+	"github.com/nexy-server/nexy/internal/httpclient"
 	"github.com/nexy-server/nexy/internal/providers"
 	"github.com/nexy-server/nexy/llm/llmtest"
 	pb "github.com/nexy-server/nexy/proto"
@@ -423,3 +424,51 @@ func TestProviderErrorMasked(t *testing.T) {
 
 // statusStore is implemented by the real store.
 var _ statusStore = (*store.DB)(nil)
+
+// TestProviderHTTPMetrics: with the shared provider transport handed over
+// in Deps.HTTPStats, /metrics counts its requests, reused connections and
+// dials; every model and speech call made goes through it.
+func TestProviderHTTPMetrics(t *testing.T) {
+	answer := llmtest.Script{Deltas: []string{"Hello there, this is the answer. ", "It has two sentences."}}
+	fake := llmtest.NewOpenAI(t, answer, answer)
+	speech := newSpeechFake(t)
+	cfg := testConfig(t, "openai", fake.URL, speech.URL)
+	transport := httpclient.NewTransport(cfg.Limits.MaxConcurrentStreams)
+	t.Cleanup(transport.Close)
+	h := startServer(t, cfg, func(d *Deps) {
+		build := providers.Builder{HTTP: transport.Client()}
+		var err error
+		if d.LLM, _, err = build.LLM(cfg, nil); err != nil {
+			t.Fatal(err)
+		}
+		if d.TTS, err = build.TTS(cfg); err != nil {
+			t.Fatal(err)
+		}
+		d.HTTPStats = transport.Counts
+	})
+	for i, hw := range []string{"DEVICE-A", "DEVICE-B"} {
+		msgs, err := h.call(t, withHW(commitReq(newSession(), "what time is it"), hw))
+		if err != nil {
+			t.Fatalf("turn %d: %v", i, err)
+		}
+		checkAnswer(t, msgs)
+	}
+	calls := float64(len(fake.Requests()) + len(speech.requests()))
+	fams := scrape(t, h)
+	requests := metricValue(fams, "nexy_provider_http_requests_total")
+	reused := metricValue(fams, "nexy_provider_http_conns_reused_total")
+	dials := metricValue(fams, "nexy_provider_http_dials_total")
+	for _, name := range []string{"nexy_provider_http_requests_total", "nexy_provider_http_conns_reused_total", "nexy_provider_http_dials_total"} {
+		if fams[name] == nil {
+			t.Errorf("/metrics has no %s", name)
+		}
+	}
+	if requests != calls || calls < 4 {
+		t.Errorf("nexy_provider_http_requests_total = %v, the fakes saw %v calls (want ≥ 4)", requests, calls)
+	}
+	t.Logf("provider HTTP: %v requests, %v reused, %v dials", requests, reused, dials)
+	// The second turn's calls find the first turn's connections idle.
+	if dials < 1 || reused < 1 || reused > requests || dials > requests {
+		t.Errorf("reused %v, dials %v of %v requests", reused, dials, requests)
+	}
+}

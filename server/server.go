@@ -21,6 +21,7 @@ import (
 
 	"github.com/nexy-server/nexy/config"
 	"github.com/nexy-server/nexy/internal/buildinfo"
+	"github.com/nexy-server/nexy/internal/httpclient"
 	"github.com/nexy-server/nexy/llm"
 	"github.com/nexy-server/nexy/tts"
 )
@@ -80,6 +81,9 @@ type Deps struct {
 	AudioCache tts.Cache
 	// Feed is the app's update feed, served under /updates/; nil = none.
 	Feed Feed
+	// HTTPStats reads the providers' shared HTTP transport counters for
+	// /metrics (nexy_provider_http_*); nil = not exported.
+	HTTPStats func() httpclient.Counts
 }
 
 // Feed is the app's Sparkle update feed (package updates implements it).
@@ -103,6 +107,9 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps) (*Server, error) {
 	}
 	// Uptime counts from here: the public port may answer /status before Serve runs.
 	s := &Server{cfg: cfg, log: log, svc: newService(cfg, log, deps), start: time.Now()}
+	if deps.HTTPStats != nil {
+		s.svc.metrics.watchHTTP(deps.HTTPStats)
+	}
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(cfg.Limits.MaxMessageBytes),
 		grpc.MaxSendMsgSize(cfg.Limits.MaxMessageBytes),
