@@ -100,12 +100,16 @@ func (o *outbox[M]) run(sendTimeout time.Duration) {
 		err := o.send(m)
 		o.stall.Stop()
 		o.sending.Store(false)
-		// A message that reached Send is not recycled: grpc-go allows reusing
-		// it after Send only when no stats handler may still hold it, and the
-		// metrics handler is one (its OutPayload event carries the message).
-		// Ours reads nothing from it, but the guarantee would rest on every
-		// handler ever installed; an allocation per 4 KiB chunk is the price
-		// (the performance work measures it). Only dropped messages go back.
+		// grpc-go marshals the message into its own buffers inside Send;
+		// after it returns only a stats handler could still hold the
+		// message (its OutPayload event carries it). The server installs
+		// one handler, instruments.grpcHandler, which reads Begin and End
+		// only, so the audio buffer goes
+		// back to the pool: without it every 4 KiB chunk was a new
+		// allocation, the largest part of a turn's garbage. A handler or a
+		// Send that read the buffer later would show as a race in the -race
+		// turn tests, where the chunker refills recycled buffers at once.
+		o.recycle(m)
 		if err != nil {
 			o.failure = fmt.Errorf("%w: %w", errClientGone, err)
 			o.cancel(o.failure)
