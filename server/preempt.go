@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/nexy-server/nexy/config"
 	"github.com/nexy-server/nexy/llm"
 	pb "github.com/nexy-server/nexy/proto"
@@ -325,4 +327,17 @@ func (sp *speculation) adopt(send func(*pb.StreamResponse) error, commit time.Ti
 	}
 	defer t.cancel(errTurnDone)
 	return t.conclude()
+}
+
+var speculationsDesc = prometheus.NewDesc("nexy_speculations_total",
+	"Preemptive answers by outcome: started, then used by their COMMIT or dropped (mismatch, changed, expired, failed, refused, shutdown).",
+	[]string{"outcome"}, nil)
+
+// Describe and Collect export the outcome counts at each scrape.
+func (p *preempter) Describe(ch chan<- *prometheus.Desc) { ch <- speculationsDesc }
+
+func (p *preempter) Collect(ch chan<- prometheus.Metric) {
+	for _, o := range specOutcomes {
+		ch <- prometheus.MustNewConstMetric(speculationsDesc, prometheus.CounterValue, float64(p.counts[o].Load()), o)
+	}
 }

@@ -72,8 +72,9 @@ func TestPreemptAnswersFromTheSpeculation(t *testing.T) {
 	if n := len(fake.Requests()); n != 1 {
 		t.Fatalf("model asked %d times; the speculation should have been used", n)
 	}
-	if got := h.srv.svc.preempt.counts[specUsed].Load(); got != 1 {
-		t.Fatalf("used = %d", got)
+	fams := scrape(t, h)
+	if metricValue(fams, "nexy_speculations_total", "outcome", "used") != 1 || metricValue(fams, "nexy_speculations_total", "outcome", "started") != 1 {
+		t.Fatalf("nexy_speculations_total: %v", fams["nexy_speculations_total"])
 	}
 	// Recorded as an ordinary turn, its tokens as "main".
 	waitFor(t, "usage recorded", func() bool {

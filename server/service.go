@@ -62,6 +62,7 @@ func newService(cfg *config.Config, log *slog.Logger, deps Deps) *service {
 	s.memory.metrics = s.metrics
 	s.devices = newDevices(cfg, deps.Store, log)
 	s.preempt = newPreempter(s)
+	s.metrics.reg.MustRegister(s.preempt)
 	s.devices.stop = func(hw string, cause error) {
 		s.adm.interrupt(hw, cause)
 		s.preempt.dropDevice(hw)
