@@ -125,9 +125,11 @@ func BenchmarkDevicesVersion(b *testing.B) {
 		}
 	}
 	b.ReportAllocs()
+	cpu0 := cpuTime()
 	for b.Loop() {
 		if _, err := db.DevicesVersion(ctx); err != nil {
 			b.Fatal(err)
 		}
 	}
+	reportCPU(b, cpu0)
 }
