@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -34,7 +36,24 @@ func (s *Server) routes() http.Handler {
 	if s.feed != nil {
 		mux.Handle("/updates/", s.feed)
 	}
+	if s.cfg.Metrics.Pprof {
+		mux.Handle("/debug/pprof/", s.plainOnly(http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/profile", s.plainOnly(http.HandlerFunc(pprof.Profile)))
+	}
 	return s.httpMetrics(mux)
+}
+
+// plainOnly answers only on listen.http_plain (an operator's loopback
+// port); the same routes on the public TLS port say 404.
+func (s *Server) plainOnly(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+		if s.httpLn == nil || local == nil || local.String() != s.httpLn.Addr().String() {
+			http.NotFound(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // httpMetrics counts requests by route pattern (bounded: the mux's patterns,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -199,5 +200,39 @@ func getJSON(t *testing.T, url string, v any) {
 	defer resp.Body.Close()
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatalf("%s: %v", url, err)
+	}
+}
+
+// TestPprofOnlyWhenAsked: the profiler is off by default; metrics.pprof
+// serves it on the plaintext HTTP port, and a connection that did not come
+// through that listener is told 404.
+func TestPprofOnlyWhenAsked(t *testing.T) {
+	get := func(h *harness) int {
+		resp, err := http.Get("http://" + h.srv.HTTPAddr().String() + "/debug/pprof/goroutine?debug=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	off := startServer(t, testConfig(t, "openai", "http://127.0.0.1:1/v1", "http://127.0.0.1:1/v1"))
+	if code := get(off); code != http.StatusNotFound {
+		t.Fatalf("pprof off: %d", code)
+	}
+	cfg := testConfig(t, "openai", "http://127.0.0.1:1/v1", "http://127.0.0.1:1/v1")
+	cfg.Metrics.Pprof = true
+	on := startServer(t, cfg)
+	if code := get(on); code != http.StatusOK {
+		t.Fatalf("pprof on: %d", code)
+	}
+	other := httptest.NewServer(on.srv.routes()) // another listener, as the public port is
+	defer other.Close()
+	resp, err := http.Get(other.URL + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("pprof through another listener: %d", resp.StatusCode)
 	}
 }

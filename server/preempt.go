@@ -30,13 +30,13 @@ import (
 // Speculation outcomes, the label of nexy_speculations_total.
 const (
 	specStarted  = "started"
-	specUsed     = "used"      // adopted by its COMMIT
-	specMismatch = "mismatch"  // the COMMIT's prompt or screenshot differed
-	specChanged  = "changed"   // the transcript changed while the key was held
-	specExpired  = "expired"   // no COMMIT within preempt.hold
-	specFailed   = "failed"    // the pipeline failed before its COMMIT: the COMMIT starts fresh
-	specRefused  = "refused"   // the COMMIT was refused (device, quota, admission)
-	specShutdown = "shutdown"  // the server stopped
+	specUsed     = "used"     // adopted by its COMMIT
+	specMismatch = "mismatch" // the COMMIT's prompt or screenshot differed
+	specChanged  = "changed"  // the transcript changed while the key was held
+	specExpired  = "expired"  // no COMMIT within preempt.hold
+	specFailed   = "failed"   // the pipeline failed before its COMMIT: the COMMIT starts fresh
+	specRefused  = "refused"  // the COMMIT was refused (device, quota, admission)
+	specShutdown = "shutdown" // the server stopped
 )
 
 var specOutcomes = []string{specStarted, specUsed, specMismatch, specChanged, specExpired, specFailed, specRefused, specShutdown}
