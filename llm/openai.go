@@ -172,7 +172,7 @@ func (d *openaiDecoder) event(ev sseEvent, out []string) ([]string, bool, error)
 		return out, true, nil
 	}
 	var c openaiChunk
-	if err := json.Unmarshal([]byte(ev.Data), &c); err != nil {
+	if err := d.decodeChunk(ev.Data, &c); err != nil {
 		return out, false, &Error{Provider: "openai", Kind: KindUnavailable, Message: "malformed stream chunk", Err: err}
 	}
 	if c.Error != nil {
