@@ -1,7 +1,6 @@
 package llm
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -40,19 +39,30 @@ type sseEvent struct {
 // blank line dispatches it; lines starting with ':' are comments. Both Gemini
 // (CRLF) and OpenAI-compatible servers (LF) are covered by the same code.
 type sseReader struct {
-	br      *bufio.Reader
-	max     int
-	line    []byte
-	skipLF  bool // the previous line ended in '\r': a '\n' right after it belongs to it
-	started bool // the optional leading BOM has been handled
+	r          io.Reader
+	buf        []byte // buf[rpos:wpos] is read from r but not consumed yet
+	rpos, wpos int
+	rerr       error // r's error, returned once the buffered bytes are used up
+	max        int   // bound of one line and of one event's data
+	skipLF     bool  // the previous line ended in '\r': a '\n' right after it belongs to it
+	started    bool  // the optional leading BOM has been handled
 }
+
+// sseInitialBuffer is the reader's first buffer: a streamed chunk is a few
+// hundred bytes, so most streams never need more. A longer line grows the
+// buffer (doubling) up to the line bound.
+const sseInitialBuffer = 4 << 10
+
+// sseMaxEmptyReads is how many reads returning nothing (and no error) in a
+// row are taken as a broken reader, as bufio does.
+const sseMaxEmptyReads = 100
 
 // newSSEReader reads events from r; max bounds a line and an event's data (<=0: default).
 func newSSEReader(r io.Reader, max int) *sseReader {
 	if max <= 0 {
 		max = maxSSEEventBytes
 	}
-	return &sseReader{br: bufio.NewReaderSize(r, 32<<10), max: max}
+	return &sseReader{r: r, buf: make([]byte, sseInitialBuffer), max: max}
 }
 
 // Next returns the next event that carries data. It returns io.EOF at a clean
@@ -118,52 +128,95 @@ func (s *sseReader) Next() (sseEvent, error) {
 	}
 }
 
-// readLine returns the next line without its terminator. The returned slice is
-// valid until the next call. A final line without terminator is returned
-// before io.EOF.
+// readLine returns the next line without its terminator. The returned slice
+// points into the buffer and is valid until the next call. A final line
+// without terminator is returned before io.EOF.
 func (s *sseReader) readLine() ([]byte, error) {
-	s.line = s.line[:0]
 	if !s.started {
 		s.started = true
-		// Peek may return fewer bytes at EOF; the comparison then just fails.
-		if b, _ := s.br.Peek(3); bytes.Equal(b, []byte("\xEF\xBB\xBF")) {
-			s.br.Discard(3)
+		for s.wpos-s.rpos < 3 && s.rerr == nil {
+			s.fill()
+		}
+		if bytes.HasPrefix(s.buf[s.rpos:s.wpos], []byte("\xEF\xBB\xBF")) {
+			s.rpos += 3
 		}
 	}
+	scanned := 0 // s.buf[s.rpos:][:scanned] holds no line end
 	for {
-		if s.br.Buffered() == 0 {
-			if _, err := s.br.Peek(1); err != nil {
-				if errors.Is(err, io.EOF) && len(s.line) > 0 {
-					return s.line, nil
-				}
-				return nil, err
-			}
-		}
-		buf, _ := s.br.Peek(s.br.Buffered())
-		if s.skipLF {
+		b := s.buf[s.rpos:s.wpos]
+		if s.skipLF && len(b) > 0 {
 			s.skipLF = false
-			if buf[0] == '\n' {
-				s.br.Discard(1)
+			if b[0] == '\n' {
+				s.rpos++
 				continue
 			}
 		}
-		i := bytes.IndexAny(buf, "\r\n")
-		n := i
-		if i < 0 {
-			n = len(buf)
+		if i := bytes.IndexAny(b[scanned:], "\r\n"); i >= 0 {
+			i += scanned
+			if i > s.max {
+				return nil, fmt.Errorf("%w: line exceeds %d bytes", errSSETooLarge, s.max)
+			}
+			s.skipLF = b[i] == '\r'
+			s.rpos += i + 1
+			return b[:i], nil
 		}
-		if len(s.line)+n > s.max {
+		scanned = len(b)
+		if len(b) > s.max {
 			return nil, fmt.Errorf("%w: line exceeds %d bytes", errSSETooLarge, s.max)
 		}
-		s.line = append(s.line, buf[:n]...)
-		if i < 0 {
-			s.br.Discard(n)
-			continue
+		if s.rerr != nil {
+			if errors.Is(s.rerr, io.EOF) && len(b) > 0 {
+				s.rpos = s.wpos
+				return b, nil
+			}
+			return nil, s.rerr
 		}
-		s.skipLF = buf[i] == '\r'
-		s.br.Discard(i + 1)
-		return s.line, nil
+		s.fill()
 	}
+}
+
+// fill reads more input after the unconsumed bytes, growing the buffer when
+// they fill it (one unfinished line; readLine has checked it against max).
+func (s *sseReader) fill() {
+	if s.rpos > 0 {
+		s.wpos = copy(s.buf, s.buf[s.rpos:s.wpos])
+		s.rpos = 0
+	}
+	if s.wpos == len(s.buf) {
+		grown := make([]byte, min(2*len(s.buf), s.max+1))
+		copy(grown, s.buf[:s.wpos])
+		s.buf = grown
+	}
+	for range sseMaxEmptyReads {
+		n, err := s.r.Read(s.buf[s.wpos:])
+		s.wpos += n
+		if err != nil {
+			s.rerr = err
+			return
+		}
+		if n > 0 {
+			return
+		}
+	}
+	s.rerr = io.ErrNoProgress
+}
+
+// drain reads and drops the rest of the input, at most limit bytes beyond
+// what is buffered; it reports whether the input ended cleanly.
+func (s *sseReader) drain(limit int64) bool {
+	limit -= int64(s.wpos - s.rpos)
+	s.rpos = s.wpos
+	if s.rerr == nil && limit >= 0 {
+		// One byte past the limit tells "ended at the limit" from "goes on".
+		n, err := io.Copy(io.Discard, io.LimitReader(s.r, limit+1))
+		switch {
+		case err != nil:
+			s.rerr = err
+		case n <= limit:
+			s.rerr = io.EOF
+		}
+	}
+	return errors.Is(s.rerr, io.EOF)
 }
 
 // ---------------------------------------------------------------------------
@@ -331,8 +384,26 @@ func (s *sseStream) step() {
 		return
 	}
 	if done {
+		s.drain()
 		s.finish(s.endErr(s.dec.end(true)))
 	}
+}
+
+// drainMaxBytes and drainWait bound how much of a body is read after the
+// provider's end marker: normally only the end of the HTTP response (the last
+// empty chunk) is left, and it arrives with the marker or right after it.
+const drainMaxBytes = 4 << 10
+
+var drainWait = 20 * time.Millisecond // a variable for tests
+
+// drain reads the body to its end after the end marker, so that an HTTP/1.1
+// connection goes back to the pool instead of being closed (which costs the
+// next call a new connection, and a TLS handshake). A server that keeps the
+// body open or sends more is cut off after drainWait or drainMaxBytes.
+func (s *sseStream) drain() {
+	t := time.AfterFunc(drainWait, s.cancel)
+	defer t.Stop()
+	s.events.drain(drainMaxBytes)
 }
 
 // endErr maps a decoder's end verdict to the stream's terminal result.
