@@ -28,6 +28,7 @@ type ServerOptions struct {
 	Preempt  string // "" = no [preempt] section; else its enabled value
 	Memory   string // memory.analyzer
 	LogFile  string // the child's stderr goes here ("" = discarded)
+	Pprof    bool   // metrics.pprof: the profiler on the child's HTTP port
 	StartMax time.Duration
 }
 
@@ -92,11 +93,12 @@ analyzer = %q
 
 [metrics]
 summary_interval = "0s"
+pprof = %t
 
 [log]
 level = "info"
 format = "text"
-`, dataDir, o.LLMURL, o.TTSURL, streams, memory)
+`, dataDir, o.LLMURL, o.TTSURL, streams, memory, o.Pprof)
 	if o.Preempt != "" {
 		fmt.Fprintf(&b, "\n[preempt]\nenabled = %q\n", o.Preempt)
 	}

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
+	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -23,6 +26,7 @@ type Options struct {
 	Preempt     string // written as [preempt] enabled when set
 	Memory      string // the child's memory.analyzer ("" = heuristic)
 	ServerLog   string
+	CPUProfile  string // write the started server's CPU profile of the load here
 	Exe         string   // this binary, for the children
 	Env         []string // added to the children's environment
 	Progress    io.Writer
@@ -192,7 +196,7 @@ func runServer(ctx context.Context, o *Options) (*Report, error) {
 	}
 	defer fakes.Close()
 	child, err := StartServer(ctx, ServerOptions{Exe: o.Exe, Env: o.Env, LLMURL: fakes.URL, TTSURL: fakes.URL,
-		Devices: o.Load.Devices, Preempt: o.Preempt, Memory: o.Memory, LogFile: o.ServerLog})
+		Devices: o.Load.Devices, Preempt: o.Preempt, Memory: o.Memory, LogFile: o.ServerLog, Pprof: o.CPUProfile != ""})
 	if err != nil {
 		return nil, err
 	}
@@ -221,11 +225,25 @@ func measure(ctx context.Context, o *Options, name, addr, pin string, child *Chi
 		}
 		live.OnStart = func() { before, _ = child.Sample() }
 	}
+	var profiled chan error
+	if child != nil && name == "server" && o.CPUProfile != "" {
+		profiled = make(chan error, 1)
+		sample := live.OnStart
+		live.OnStart = func() {
+			sample()
+			go func() { profiled <- fetchProfile(ctx, child.HTTPAddr, o.Load.Duration, o.CPUProfile) }()
+		}
+	}
 	stop := progress(o, name, live)
 	lr, err := RunLoad(ctx, addr, pin, o.Load, live)
 	stop()
 	if err != nil {
 		return nil, err
+	}
+	if profiled != nil {
+		if err := <-profiled; err != nil {
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
 	}
 	if proc != nil {
 		if after, err := child.Sample(); err == nil {
@@ -315,3 +333,33 @@ func progress(o *Options, name string, live *Live) (stop func()) {
 
 func mb(b int64) float64       { return round3(float64(b) / (1 << 20)) }
 func round3(v float64) float64 { return float64(int64(v*1000+0.5)) / 1000 }
+
+// fetchProfile records the server's CPU profile for the load's duration
+// (10 s when the load is a count of turns) from its /debug/pprof/profile.
+func fetchProfile(ctx context.Context, httpAddr string, d time.Duration, path string) error {
+	secs := int(math.Ceil(d.Seconds()))
+	if secs <= 0 {
+		secs = 10
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", httpAddr, secs), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("the server answered %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
