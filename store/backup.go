@@ -867,7 +867,7 @@ func (db *DB) recordDrill(ctx context.Context, d Drill) (int64, error) {
 		counts = []byte("{}")
 	}
 	var id int64
-	err = db.writer.do(ctx, "record drill", func(ctx context.Context, tx *sql.Tx) error {
+	err = db.writer.do(ctx, "record drill", func(ctx context.Context, tx *wtx) error {
 		return tx.QueryRowContext(ctx, `INSERT INTO drills(backup_file, ok, detail, counts, ran_at) VALUES (?, ?, ?, ?, ?) RETURNING id`,
 			d.BackupFile, d.OK, d.Detail, string(counts), ts(d.RanAt)).Scan(&id)
 	})

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -95,7 +94,7 @@ func seedMemory(b *testing.B, db *DB, hw string, turns, facts, digests int) Memo
 		}
 	}
 	// Queued turns are committed before this returns.
-	if err := db.writer.do(ctx, "sync", func(context.Context, *sql.Tx) error { return nil }); err != nil {
+	if err := db.writer.do(ctx, "sync", func(context.Context, *wtx) error { return nil }); err != nil {
 		b.Fatal(err)
 	}
 	return MemoryQuery{RecentTurns: 6, RecentSince: now.Add(-24 * time.Hour), DigestSince: now.AddDate(0, 0, -30).Format(time.DateOnly)}

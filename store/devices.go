@@ -99,11 +99,13 @@ func (db *DB) Device(ctx context.Context, hardwareID string) (Device, error) {
 // changes whenever any device is added or changed, by any process.
 func (db *DB) DevicesVersion(ctx context.Context) (int64, error) {
 	var v int64
-	if err := db.r.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM devices`).Scan(&v); err != nil {
+	if err := db.read(sqlDevicesVersion).QueryRowContext(ctx).Scan(&v); err != nil {
 		return 0, fmt.Errorf("store: devices version: %w", err)
 	}
 	return v, nil
 }
+
+var sqlDevicesVersion = readSQL(`SELECT coalesce(max(version), 0) FROM devices`)
 
 const nextVersion = `(SELECT coalesce(max(version), 0) + 1 FROM devices)`
 
@@ -111,7 +113,7 @@ const nextVersion = `(SELECT coalesce(max(version), 0) + 1 FROM devices)`
 // with its first prompt. It is queued (nobody waits for the commit) and does
 // nothing for a device already known.
 func (db *DB) SeeDevice(ctx context.Context, hardwareID, prompt string, at time.Time) error {
-	return db.writer.submit(ctx, job{what: "record new device", fn: func(ctx context.Context, tx *sql.Tx) error {
+	return db.writer.submit(ctx, job{what: "record new device", fn: func(ctx context.Context, tx *wtx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO devices(hardware_id, status, first_seen_at, first_prompt, version, updated_at)
 			VALUES (?, 'pending', ?, ?, `+nextVersion+`, ?) ON CONFLICT(hardware_id) DO NOTHING`,
 			hardwareID, ts(at), prompt, ts(at))
@@ -137,7 +139,7 @@ func (db *DB) ChangeDevice(ctx context.Context, hardwareID string, c DeviceChang
 	if c.Status != nil && *c.Status != DevicePending && *c.Status != DeviceApproved && *c.Status != DeviceRevoked {
 		return Device{}, fmt.Errorf("store: device status %q", *c.Status)
 	}
-	err := db.writer.do(ctx, "change device", func(ctx context.Context, tx *sql.Tx) error {
+	err := db.writer.do(ctx, "change device", func(ctx context.Context, tx *wtx) error {
 		now := ts(at)
 		if _, err := tx.ExecContext(ctx, `INSERT INTO devices(hardware_id, status, first_seen_at, version, updated_at)
 			VALUES (?, 'pending', ?, `+nextVersion+`, ?) ON CONFLICT(hardware_id) DO NOTHING`, hardwareID, now, now); err != nil {
@@ -183,13 +185,14 @@ type DayUse struct {
 	Turns, Tokens int64
 }
 
+var sqlUseSince = readSQL(`SELECT
+	(SELECT count(*) FROM commands c JOIN users u ON u.id = c.user_id WHERE u.hardware_id = ?1 AND c.created_at >= ?2),
+	(SELECT coalesce(sum(total_tokens), 0) FROM token_usage WHERE hardware_id = ?1 AND created_at >= ?2)`)
+
 // UseSince returns a device's use since a time.
 func (db *DB) UseSince(ctx context.Context, hardwareID string, since time.Time) (DayUse, error) {
 	var u DayUse
-	err := db.r.QueryRowContext(ctx, `SELECT
-		(SELECT count(*) FROM commands c JOIN users u ON u.id = c.user_id WHERE u.hardware_id = ?1 AND c.created_at >= ?2),
-		(SELECT coalesce(sum(total_tokens), 0) FROM token_usage WHERE hardware_id = ?1 AND created_at >= ?2)`,
-		hardwareID, ts(since)).Scan(&u.Turns, &u.Tokens)
+	err := db.read(sqlUseSince).QueryRowContext(ctx, hardwareID, ts(since)).Scan(&u.Turns, &u.Tokens)
 	if err != nil {
 		return DayUse{}, fmt.Errorf("store: use since: %w", err)
 	}

@@ -51,22 +51,45 @@ type MemoryQuery struct {
 // ErrUnknownDevice: no turn was ever recorded for the hardware id.
 var ErrUnknownDevice = errors.New("store: unknown device (no turn recorded for this hardware id)")
 
+// The queries of Memory, which runs before every turn's model call. The
+// active ones spell out retired_at IS NULL so that SQLite reads the partial
+// indexes memories_active and memories_one_digest_a_day (a parameter there
+// would make it scan every user's memories).
+var (
+	sqlMemoryUser  = readSQL(`SELECT id, memory_cleared_at FROM users WHERE hardware_id = ?`)
+	sqlActiveFacts = readSQL(`SELECT ` + factColumns + ` FROM memories
+		WHERE user_id = ? AND kind = 'fact' AND retired_at IS NULL ORDER BY id`)
+	sqlActiveDigests = readSQL(`SELECT ` + digestColumns + ` FROM memories
+		WHERE user_id = ? AND kind = 'digest' AND retired_at IS NULL AND day >= ? ORDER BY day DESC, id DESC`)
+	// Short-term memory is read straight from the history: the last
+	// answered turns, so memory can never disagree with what was said.
+	sqlRecentTurns = readSQL(`SELECT c.created_at, c.prompt, a.response
+		FROM commands c JOIN llm_answers a ON a.command_id = c.id
+		WHERE c.user_id = ? AND c.created_at > ? AND a.status <> 'failed' AND a.response <> ''
+		ORDER BY c.id DESC LIMIT ?`)
+)
+
+const (
+	factColumns   = `id, slot, content, created_at, coalesce(retired_at, ''), coalesce(retired_reason, '')`
+	digestColumns = `id, day, content, coalesce(retired_at, '')`
+)
+
 // Memory loads a device's memory. A device never seen has empty memory.
 func (db *DB) Memory(ctx context.Context, hardwareID string, q MemoryQuery) (Memory, error) {
 	var m Memory
 	var userID int64
 	var cleared sql.NullString
-	err := db.r.QueryRowContext(ctx, `SELECT id, memory_cleared_at FROM users WHERE hardware_id = ?`, hardwareID).Scan(&userID, &cleared)
+	err := db.read(sqlMemoryUser).QueryRowContext(ctx, hardwareID).Scan(&userID, &cleared)
 	if errors.Is(err, sql.ErrNoRows) {
 		return m, nil
 	}
 	if err != nil {
 		return m, fmt.Errorf("store: memory: %w", err)
 	}
-	if m.Facts, err = facts(ctx, db.r, userID, false); err != nil {
+	if m.Facts, err = scanFacts(db.read(sqlActiveFacts).QueryContext(ctx, userID)); err != nil {
 		return m, err
 	}
-	if m.Digests, err = digests(ctx, db.r, userID, q.DigestSince, false); err != nil {
+	if m.Digests, err = scanDigests(db.read(sqlActiveDigests).QueryContext(ctx, userID, q.DigestSince)); err != nil {
 		return m, err
 	}
 	since := ts(q.RecentSince)
@@ -74,14 +97,13 @@ func (db *DB) Memory(ctx context.Context, hardwareID string, q MemoryQuery) (Mem
 		since = cleared.String
 	}
 	if q.RecentTurns > 0 {
-		m.Recent, err = recentTurns(ctx, db.r, userID, since, q.RecentTurns)
+		m.Recent, err = scanRecentTurns(db.read(sqlRecentTurns).QueryContext(ctx, userID, since, q.RecentTurns))
 	}
 	return m, err
 }
 
-func facts(ctx context.Context, q querier, userID int64, withRetired bool) ([]Fact, error) {
-	rows, err := q.QueryContext(ctx, `SELECT id, slot, content, created_at, coalesce(retired_at, ''), coalesce(retired_reason, '')
-		FROM memories WHERE user_id = ? AND kind = 'fact' AND (? OR retired_at IS NULL) ORDER BY id`, userID, withRetired)
+// scanFacts reads the rows of a query of factColumns.
+func scanFacts(rows *sql.Rows, err error) ([]Fact, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: facts: %w", err)
 	}
@@ -99,9 +121,8 @@ func facts(ctx context.Context, q querier, userID int64, withRetired bool) ([]Fa
 	return out, rows.Err()
 }
 
-func digests(ctx context.Context, q querier, userID int64, since string, withRetired bool) ([]Digest, error) {
-	rows, err := q.QueryContext(ctx, `SELECT id, day, content, coalesce(retired_at, '') FROM memories
-		WHERE user_id = ? AND kind = 'digest' AND (? OR retired_at IS NULL) AND day >= ? ORDER BY day DESC, id DESC`, userID, withRetired, since)
+// scanDigests reads the rows of a query of digestColumns.
+func scanDigests(rows *sql.Rows, err error) ([]Digest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: digests: %w", err)
 	}
@@ -119,13 +140,7 @@ func digests(ctx context.Context, q querier, userID int64, since string, withRet
 	return out, rows.Err()
 }
 
-// recentTurns reads short-term memory straight from the history: the last
-// answered turns, so memory can never disagree with what was said.
-func recentTurns(ctx context.Context, q querier, userID int64, since string, n int) ([]RecentTurn, error) {
-	rows, err := q.QueryContext(ctx, `SELECT c.created_at, c.prompt, a.response
-		FROM commands c JOIN llm_answers a ON a.command_id = c.id
-		WHERE c.user_id = ? AND c.created_at > ? AND a.status <> 'failed' AND a.response <> ''
-		ORDER BY c.id DESC LIMIT ?`, userID, since, n)
+func scanRecentTurns(rows *sql.Rows, err error) ([]RecentTurn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: recent turns: %w", err)
 	}
@@ -172,10 +187,18 @@ func (db *DB) ApplyMemory(ctx context.Context, c MemoryChange) error {
 	if c.At.IsZero() {
 		c.At = time.Now()
 	}
-	return db.writer.do(ctx, "update memory", func(ctx context.Context, tx *sql.Tx) error { return applyMemory(ctx, tx, &c) })
+	return db.writer.do(ctx, "update memory", func(ctx context.Context, tx *wtx) error { return applyMemory(ctx, tx, &c) })
 }
 
-func applyMemory(ctx context.Context, tx *sql.Tx, c *MemoryChange) error {
+// The statements of the memory update that follows most turns.
+var (
+	sqlMemoryCleared = writeSQL(`SELECT memory_cleared_at FROM users WHERE id = ?`)
+	sqlAddFact       = writeSQL(`INSERT INTO memories(user_id, kind, slot, content, created_at, updated_at) VALUES (?, 'fact', ?, ?, ?, ?)`)
+	sqlDigest        = writeSQL(`INSERT INTO memories(user_id, kind, day, content, created_at, updated_at) VALUES (?, 'digest', ?, ?, ?, ?)
+		ON CONFLICT(user_id, day) WHERE kind = 'digest' AND retired_at IS NULL DO UPDATE SET content = excluded.content, updated_at = excluded.updated_at`)
+)
+
+func applyMemory(ctx context.Context, tx *wtx, c *MemoryChange) error {
 	at := ts(c.At)
 	userID, err := userRow(ctx, tx, c.HardwareID, at)
 	if err != nil {
@@ -183,7 +206,7 @@ func applyMemory(ctx context.Context, tx *sql.Tx, c *MemoryChange) error {
 	}
 	if !c.Basis.IsZero() {
 		var cleared sql.NullString
-		if err := tx.QueryRowContext(ctx, `SELECT memory_cleared_at FROM users WHERE id = ?`, userID).Scan(&cleared); err != nil {
+		if err := tx.stmt(ctx, sqlMemoryCleared).QueryRowContext(ctx, userID).Scan(&cleared); err != nil {
 			return fmt.Errorf("memory cleared: %w", err)
 		}
 		if cleared.Valid && cleared.String > ts(c.Basis) {
@@ -211,15 +234,12 @@ func applyMemory(ctx context.Context, tx *sql.Tx, c *MemoryChange) error {
 		}
 	}
 	for _, f := range c.Add {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO memories(user_id, kind, slot, content, created_at, updated_at) VALUES (?, 'fact', ?, ?, ?, ?)`,
-			userID, f.Slot, f.Text, at, at); err != nil {
+		if _, err := tx.stmt(ctx, sqlAddFact).ExecContext(ctx, userID, f.Slot, f.Text, at, at); err != nil {
 			return fmt.Errorf("add fact: %w", err)
 		}
 	}
 	if d := c.Digest; d != nil && d.Text != "" {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO memories(user_id, kind, day, content, created_at, updated_at) VALUES (?, 'digest', ?, ?, ?, ?)
-			ON CONFLICT(user_id, day) WHERE kind = 'digest' AND retired_at IS NULL DO UPDATE SET content = excluded.content, updated_at = excluded.updated_at`,
-			userID, d.Day, d.Text, at, at); err != nil {
+		if _, err := tx.stmt(ctx, sqlDigest).ExecContext(ctx, userID, d.Day, d.Text, at, at); err != nil {
 			return fmt.Errorf("digest: %w", err)
 		}
 	}
@@ -256,10 +276,12 @@ func (db *DB) ExportMemory(ctx context.Context, hardwareID string) (DeviceMemory
 		return d, fmt.Errorf("store: memory export: %w", err)
 	}
 	d.FirstSeen, d.LastSeen, d.MemoryClearedAt = parseTS(first), parseTS(last), parseTS(cleared.String)
-	if d.Facts, err = facts(ctx, db.r, userID, true); err != nil {
+	if d.Facts, err = scanFacts(db.r.QueryContext(ctx, `SELECT `+factColumns+` FROM memories
+		WHERE user_id = ? AND kind = 'fact' ORDER BY id`, userID)); err != nil {
 		return d, err
 	}
-	d.Digests, err = digests(ctx, db.r, userID, "", true)
+	d.Digests, err = scanDigests(db.r.QueryContext(ctx, `SELECT `+digestColumns+` FROM memories
+		WHERE user_id = ? AND kind = 'digest' ORDER BY day DESC, id DESC`, userID))
 	return d, err
 }
 

@@ -76,6 +76,7 @@ type DB struct {
 	path   string
 	w      *sql.DB
 	r      *sql.DB
+	rs     []*sql.Stmt // prepared on r, by readStmt
 	writer *writer
 	log    *slog.Logger
 }
@@ -122,8 +123,21 @@ func Open(path string, opts Options) (*DB, error) {
 		w.Close()
 		return nil, err
 	}
-	db := &DB{path: path, w: w, r: r, log: opts.Log}
-	db.writer = newWriter(w, opts.QueueSize, opts.BatchSize, opts.Log)
+	rs, err := prepareAll(r, readSQLs)
+	if err != nil {
+		r.Close()
+		w.Close()
+		return nil, err
+	}
+	ws, err := prepareAll(w, writeSQLs)
+	if err != nil {
+		closeAll(rs)
+		r.Close()
+		w.Close()
+		return nil, err
+	}
+	db := &DB{path: path, w: w, r: r, rs: rs, log: opts.Log}
+	db.writer = newWriter(w, ws, opts.QueueSize, opts.BatchSize, opts.Log)
 	return db, nil
 }
 
@@ -170,7 +184,7 @@ func (db *DB) Path() string { return db.path }
 // or reported), then closes the database.
 func (db *DB) Close() error {
 	db.writer.close()
-	return errors.Join(db.r.Close(), db.w.Close())
+	return errors.Join(closeAll(db.rs), closeAll(db.writer.stmts), db.r.Close(), db.w.Close())
 }
 
 // SchemaVersion is the highest migration applied to the open database.

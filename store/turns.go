@@ -84,7 +84,7 @@ func (db *DB) SaveTurn(ctx context.Context, t Turn) error {
 	if err := t.check(); err != nil {
 		return fmt.Errorf("store: save turn: %w", err)
 	}
-	return db.writer.do(ctx, "save turn", func(ctx context.Context, tx *sql.Tx) error { return insertTurn(ctx, tx, &t) })
+	return db.writer.do(ctx, "save turn", func(ctx context.Context, tx *wtx) error { return insertTurn(ctx, tx, &t) })
 }
 
 // QueueTurn records a turn without waiting for the commit; a failure is
@@ -93,7 +93,7 @@ func (db *DB) QueueTurn(ctx context.Context, t Turn) error {
 	if err := t.check(); err != nil {
 		return fmt.Errorf("store: save turn: %w", err)
 	}
-	return db.writer.submit(ctx, job{what: "save turn", fn: func(ctx context.Context, tx *sql.Tx) error { return insertTurn(ctx, tx, &t) }})
+	return db.writer.submit(ctx, job{what: "save turn", fn: func(ctx context.Context, tx *wtx) error { return insertTurn(ctx, tx, &t) }})
 }
 
 // AmendTurn corrects the outcome of a turn recorded as complete whose end
@@ -105,10 +105,10 @@ func (db *DB) AmendTurn(ctx context.Context, t Turn) error {
 	if err := t.check(); err != nil {
 		return fmt.Errorf("store: amend turn: %w", err)
 	}
-	return db.writer.submit(ctx, job{what: "amend turn", fn: func(ctx context.Context, tx *sql.Tx) error { return amendTurn(ctx, tx, &t) }})
+	return db.writer.submit(ctx, job{what: "amend turn", fn: func(ctx context.Context, tx *wtx) error { return amendTurn(ctx, tx, &t) }})
 }
 
-func amendTurn(ctx context.Context, tx *sql.Tx, t *Turn) error {
+func amendTurn(ctx context.Context, tx *wtx, t *Turn) error {
 	var commandID, sessionID int64
 	err := tx.QueryRowContext(ctx, `SELECT c.id, c.session_id FROM commands c JOIN users u ON u.id = c.user_id JOIN sessions s ON s.id = c.session_id
 		WHERE u.hardware_id = ? AND s.session_id = ? AND c.created_at = ? ORDER BY c.id DESC LIMIT 1`,
@@ -132,10 +132,21 @@ func (db *DB) RecordUsage(ctx context.Context, u Usage) error {
 	if u.HardwareID == "" || u.Source == "" || u.InputTokens < 0 || u.OutputTokens < 0 {
 		return fmt.Errorf("store: record usage: needs a hardware id, a source and non-negative counts")
 	}
-	return db.writer.do(ctx, "record usage", func(ctx context.Context, tx *sql.Tx) error { return insertUsage(ctx, tx, u) })
+	return db.writer.do(ctx, "record usage", func(ctx context.Context, tx *wtx) error { return insertUsage(ctx, tx, u) })
 }
 
-func insertTurn(ctx context.Context, tx *sql.Tx, t *Turn) error {
+var (
+	sqlSession = writeSQL(`INSERT INTO sessions(user_id, session_id, status, start_time, end_time) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT(user_id, session_id) DO UPDATE SET status = excluded.status, end_time = excluded.end_time
+		RETURNING id`)
+	sqlCommand = writeSQL(`INSERT INTO commands(user_id, session_id, prompt, has_screenshot, created_at) VALUES (?, ?, ?, ?, ?)`)
+	sqlAnswer  = writeSQL(`INSERT INTO llm_answers(command_id, response, action, model, status, error_kind,
+		admitted_ms, llm_first_token_ms, first_segment_ms, tts_first_byte_ms, first_audio_sent_ms, last_chunk_sent_ms, total_ms,
+		segments, audio_chunks, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	sqlScreenshot = writeSQL(`INSERT INTO screenshots(command_id, format, size_bytes, width, height, created_at) VALUES (?, ?, ?, ?, ?, ?)`)
+)
+
+func insertTurn(ctx context.Context, tx *wtx, t *Turn) error {
 	at := ts(t.At)
 	userID, err := upsertUser(ctx, tx, t.HardwareID, at)
 	if err != nil {
@@ -143,31 +154,24 @@ func insertTurn(ctx context.Context, tx *sql.Tx, t *Turn) error {
 	}
 	var sessionID int64
 	end := ts(t.At.Add(t.Timings.Total))
-	err = tx.QueryRowContext(ctx, `INSERT INTO sessions(user_id, session_id, status, start_time, end_time) VALUES (?, ?, ?, ?, ?)
-		ON CONFLICT(user_id, session_id) DO UPDATE SET status = excluded.status, end_time = excluded.end_time
-		RETURNING id`, userID, t.SessionID, t.Status, at, end).Scan(&sessionID)
+	err = tx.stmt(ctx, sqlSession).QueryRowContext(ctx, userID, t.SessionID, t.Status, at, end).Scan(&sessionID)
 	if err != nil {
 		return fmt.Errorf("session: %w", err)
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO commands(user_id, session_id, prompt, has_screenshot, created_at) VALUES (?, ?, ?, ?, ?)`,
-		userID, sessionID, t.Prompt, t.Screenshot != nil, at)
+	res, err := tx.stmt(ctx, sqlCommand).ExecContext(ctx, userID, sessionID, t.Prompt, t.Screenshot != nil, at)
 	if err != nil {
 		return fmt.Errorf("command: %w", err)
 	}
 	commandID, _ := res.LastInsertId()
 	tm := t.Timings
-	_, err = tx.ExecContext(ctx, `INSERT INTO llm_answers(command_id, response, action, model, status, error_kind,
-		admitted_ms, llm_first_token_ms, first_segment_ms, tts_first_byte_ms, first_audio_sent_ms, last_chunk_sent_ms, total_ms,
-		segments, audio_chunks, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		commandID, t.Response, nullString(t.Action), t.Model, t.Status, nullString(t.ErrorKind),
+	_, err = tx.stmt(ctx, sqlAnswer).ExecContext(ctx, commandID, t.Response, nullString(t.Action), t.Model, t.Status, nullString(t.ErrorKind),
 		msOrNull(tm.Admitted), msOrNull(tm.LLMFirstToken), msOrNull(tm.FirstSegment), msOrNull(tm.TTSFirstByte),
 		msOrNull(tm.FirstAudioSent), msOrNull(tm.LastChunkSent), ms(tm.Total), t.Segments, t.AudioChunks, at)
 	if err != nil {
 		return fmt.Errorf("answer: %w", err)
 	}
 	if s := t.Screenshot; s != nil {
-		_, err = tx.ExecContext(ctx, `INSERT INTO screenshots(command_id, format, size_bytes, width, height, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			commandID, s.Format, s.SizeBytes, intOrNull(s.Width), intOrNull(s.Height), at)
+		_, err = tx.stmt(ctx, sqlScreenshot).ExecContext(ctx, commandID, s.Format, s.SizeBytes, intOrNull(s.Width), intOrNull(s.Height), at)
 		if err != nil {
 			return fmt.Errorf("screenshot: %w", err)
 		}
@@ -179,37 +183,43 @@ func insertTurn(ctx context.Context, tx *sql.Tx, t *Turn) error {
 	return nil
 }
 
+var sqlUpsertUser = writeSQL(`INSERT INTO users(hardware_id, created_at, last_seen_at) VALUES (?, ?, ?)
+	ON CONFLICT(hardware_id) DO UPDATE SET last_seen_at = max(last_seen_at, excluded.last_seen_at)
+	RETURNING id`)
+
 // upsertUser returns the user's id, creating the row on first contact.
-func upsertUser(ctx context.Context, tx *sql.Tx, hardwareID, at string) (int64, error) {
+func upsertUser(ctx context.Context, tx *wtx, hardwareID, at string) (int64, error) {
 	var id int64
-	err := tx.QueryRowContext(ctx, `INSERT INTO users(hardware_id, created_at, last_seen_at) VALUES (?, ?, ?)
-		ON CONFLICT(hardware_id) DO UPDATE SET last_seen_at = max(last_seen_at, excluded.last_seen_at)
-		RETURNING id`, hardwareID, at, at).Scan(&id)
+	err := tx.stmt(ctx, sqlUpsertUser).QueryRowContext(ctx, hardwareID, at, at).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("user: %w", err)
 	}
 	return id, nil
 }
+
+var sqlUserRow = writeSQL(`INSERT INTO users(hardware_id, created_at, last_seen_at) VALUES (?, ?, ?)
+	ON CONFLICT(hardware_id) DO UPDATE SET hardware_id = excluded.hardware_id
+	RETURNING id`)
 
 // userRow returns the user's id without marking the device as seen (a
 // memory update or a forget from the CLI is not the device talking).
-func userRow(ctx context.Context, tx *sql.Tx, hardwareID, at string) (int64, error) {
+func userRow(ctx context.Context, tx *wtx, hardwareID, at string) (int64, error) {
 	var id int64
-	err := tx.QueryRowContext(ctx, `INSERT INTO users(hardware_id, created_at, last_seen_at) VALUES (?, ?, ?)
-		ON CONFLICT(hardware_id) DO UPDATE SET hardware_id = excluded.hardware_id
-		RETURNING id`, hardwareID, at, at).Scan(&id)
+	err := tx.stmt(ctx, sqlUserRow).QueryRowContext(ctx, hardwareID, at, at).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("user: %w", err)
 	}
 	return id, nil
 }
 
-func insertUsage(ctx context.Context, tx *sql.Tx, u Usage) error {
+var sqlUsage = writeSQL(`INSERT INTO token_usage(hardware_id, session_id, source, model, input_tokens, output_tokens, created_at)
+	VALUES (?, ?, ?, ?, ?, ?, ?)`)
+
+func insertUsage(ctx context.Context, tx *wtx, u Usage) error {
 	if u.At.IsZero() {
 		u.At = time.Now()
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO token_usage(hardware_id, session_id, source, model, input_tokens, output_tokens, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, u.HardwareID, nullString(u.SessionID), u.Source, u.Model, u.InputTokens, u.OutputTokens, ts(u.At))
+	_, err := tx.stmt(ctx, sqlUsage).ExecContext(ctx, u.HardwareID, nullString(u.SessionID), u.Source, u.Model, u.InputTokens, u.OutputTokens, ts(u.At))
 	if err != nil {
 		return fmt.Errorf("token usage: %w", err)
 	}

@@ -17,17 +17,20 @@ import (
 // has failed. A nil done means nobody waits: a failure is logged.
 type job struct {
 	what string
-	fn   func(ctx context.Context, tx *sql.Tx) error
+	fn   func(ctx context.Context, tx *wtx) error
 	done chan error
 }
 
 // writer is the one goroutine that writes. It takes whatever records are
 // waiting, up to a batch, and commits them in one transaction: under load
 // many turns share one commit, and a lone turn is committed at once (no
-// timer waits for a batch to fill). Each record runs in its own savepoint,
-// so a bad record fails alone and the rest of its batch still commits.
+// timer waits for a batch to fill). Each record of a batch runs in its own
+// savepoint, so a bad record fails alone and the rest of its batch still
+// commits; a lone record needs none (its failure rolls back the
+// transaction, which holds nothing else).
 type writer struct {
 	db    *sql.DB
+	stmts []*sql.Stmt // prepared on db, by writeStmt
 	queue chan job
 	batch int
 	log   *slog.Logger
@@ -37,8 +40,8 @@ type writer struct {
 	done   chan struct{}
 }
 
-func newWriter(db *sql.DB, queue, batch int, log *slog.Logger) *writer {
-	w := &writer{db: db, queue: make(chan job, queue), batch: batch, log: log, done: make(chan struct{})}
+func newWriter(db *sql.DB, stmts []*sql.Stmt, queue, batch int, log *slog.Logger) *writer {
+	w := &writer{db: db, stmts: stmts, queue: make(chan job, queue), batch: batch, log: log, done: make(chan struct{})}
 	go w.run()
 	return w
 }
@@ -65,7 +68,7 @@ func (w *writer) submit(ctx context.Context, j job) error {
 }
 
 // do submits a job and waits until it is committed.
-func (w *writer) do(ctx context.Context, what string, fn func(context.Context, *sql.Tx) error) error {
+func (w *writer) do(ctx context.Context, what string, fn func(context.Context, *wtx) error) error {
 	j := job{what: what, fn: fn, done: make(chan error, 1)}
 	if err := w.submit(ctx, j); err != nil {
 		return err
@@ -116,17 +119,27 @@ func (w *writer) run() {
 func (w *writer) commit(batch []job) {
 	ctx := context.Background()
 	errs := make([]error, len(batch))
-	tx, err := w.begin(ctx)
+	sqlTx, err := w.begin(ctx)
 	if err == nil {
-		for i, j := range batch {
-			if errs[i], err = inSavepoint(ctx, tx, j.fn); err != nil {
-				break // the transaction is unusable: the whole batch fails
+		tx := &wtx{Tx: sqlTx, prepared: w.stmts, bound: make([]*sql.Stmt, len(w.stmts))}
+		if len(batch) == 1 {
+			// Alone, the record is the transaction: its failure rolls
+			// back nothing else.
+			errs[0] = batch[0].fn(ctx, tx)
+		} else {
+			for i, j := range batch {
+				if errs[i], err = inSavepoint(ctx, tx, j.fn); err != nil {
+					break // the transaction is unusable: the whole batch fails
+				}
 			}
 		}
-		if err == nil {
-			err = tx.Commit()
-		} else {
-			_ = tx.Rollback()
+		switch {
+		case err != nil: // the transaction is unusable
+			_ = sqlTx.Rollback()
+		case len(batch) == 1 && errs[0] != nil:
+			_ = sqlTx.Rollback() // the lone record failed: nothing to commit
+		default:
+			err = sqlTx.Commit()
 		}
 	}
 	for i, j := range batch {
@@ -161,19 +174,25 @@ func (w *writer) begin(ctx context.Context) (*sql.Tx, error) {
 // inSavepoint runs one record in its own savepoint: recErr is the record's
 // own failure (rolled back alone); txErr means the transaction itself is
 // broken and the batch must not go on.
-func inSavepoint(ctx context.Context, tx *sql.Tx, fn func(context.Context, *sql.Tx) error) (recErr, txErr error) {
-	if _, err := tx.ExecContext(ctx, "SAVEPOINT rec"); err != nil {
+func inSavepoint(ctx context.Context, tx *wtx, fn func(context.Context, *wtx) error) (recErr, txErr error) {
+	if _, err := tx.stmt(ctx, sqlSavepoint).ExecContext(ctx); err != nil {
 		return err, err
 	}
 	if err := fn(ctx, tx); err != nil {
-		if _, rerr := tx.ExecContext(ctx, "ROLLBACK TO rec"); rerr != nil {
+		if _, rerr := tx.stmt(ctx, sqlRollbackTo).ExecContext(ctx); rerr != nil {
 			return err, rerr
 		}
-		if _, rerr := tx.ExecContext(ctx, "RELEASE rec"); rerr != nil {
+		if _, rerr := tx.stmt(ctx, sqlRelease).ExecContext(ctx); rerr != nil {
 			return err, rerr
 		}
 		return err, nil
 	}
-	_, err := tx.ExecContext(ctx, "RELEASE rec")
+	_, err := tx.stmt(ctx, sqlRelease).ExecContext(ctx)
 	return err, err
 }
+
+var (
+	sqlSavepoint  = writeSQL("SAVEPOINT rec")
+	sqlRelease    = writeSQL("RELEASE rec")
+	sqlRollbackTo = writeSQL("ROLLBACK TO rec")
+)
