@@ -336,7 +336,7 @@ func TestMigrateFromEveryVersion(t *testing.T) {
 
 func TestPragmas(t *testing.T) {
 	db := openTest(t)
-	for pragma, want := range map[string]string{"journal_mode": "wal", "foreign_keys": "1", "synchronous": "1", "recursive_triggers": "1", "busy_timeout": "5000"} {
+	for pragma, want := range map[string]string{"journal_mode": "wal", "foreign_keys": "1", "synchronous": "1", "recursive_triggers": "1", "busy_timeout": "5000", "temp_store": "2"} {
 		for _, conn := range []*sql.DB{db.w, db.r} {
 			var got string
 			if err := conn.QueryRow("PRAGMA " + pragma).Scan(&got); err != nil {
