@@ -112,6 +112,40 @@ func TestWriterBadRecordFailsAlone(t *testing.T) {
 	}
 }
 
+// Both ways the writer commits: a lone record (no savepoint: its failure
+// rolls back the transaction) and a batch (one savepoint per record, the
+// prepared SAVEPOINT/ROLLBACK TO/RELEASE). A bad record leaves no trace.
+func TestWriterBadRecordLoneAndInBatch(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	bad := testTurn("HW-BAD", "s", time.Now())
+	bad.Action = "{not json"
+	if err := db.SaveTurn(ctx, bad); err == nil {
+		t.Fatal("lone bad record: no error")
+	}
+	jobs := make([]job, 3)
+	for i := range jobs {
+		tr := testTurn("HW-OK", fmt.Sprintf("s%d", i), time.Now())
+		if i == 1 {
+			tr = bad
+		}
+		jobs[i] = job{what: "save turn", fn: func(ctx context.Context, tx *wtx) error { return insertTurn(ctx, tx, &tr) }, done: make(chan error, 1)}
+	}
+	db.writer.commit(jobs) // waits for the writer's connection
+	for i, j := range jobs {
+		if err := <-j.done; (err != nil) != (i == 1) {
+			t.Errorf("batch record %d: %v", i, err)
+		}
+	}
+	if err := db.SaveTurn(ctx, testTurn("HW-OK", "s9", time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := db.Counts(ctx)
+	if n["users"] != 1 || n["commands"] != 3 || n["llm_answers"] != 3 || n["token_usage"] != 3 {
+		t.Errorf("counts %v, want 1 user and 3 turns", n)
+	}
+}
+
 func TestWriterConcurrentTurns(t *testing.T) {
 	db := openTest(t)
 	ctx := context.Background()
