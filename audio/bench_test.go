@@ -94,9 +94,14 @@ func BenchmarkDecodeWAV22050(b *testing.B) {
 	benchDecode(b, data, WAV, Format{}, 27845.0/22050)
 }
 
-// BenchmarkChunker cuts 1 s of wire PCM into chunks (not recycled: the
-// server does not recycle sent chunks).
-func BenchmarkChunker(b *testing.B) {
+// BenchmarkChunker cuts 1 s of wire PCM into chunks, none recycled.
+func BenchmarkChunker(b *testing.B) { benchChunker(b, false) }
+
+// BenchmarkChunkerRecycled gives every chunk back with Recycle once used, as
+// the server's outbox does after Send.
+func BenchmarkChunkerRecycled(b *testing.B) { benchChunker(b, true) }
+
+func benchChunker(b *testing.B, recycle bool) {
 	data := make([]byte, SampleRate*2)
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
@@ -104,10 +109,14 @@ func BenchmarkChunker(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		c := NewChunker(bytes.NewReader(data))
 		for {
-			if _, err := c.Next(); err == io.EOF {
+			ch, err := c.Next()
+			if err == io.EOF {
 				break
 			} else if err != nil {
 				b.Fatal(err)
+			}
+			if recycle {
+				Recycle(ch)
 			}
 		}
 	}
