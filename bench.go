@@ -76,6 +76,7 @@ func parseBench(args []string, stdout, stderr io.Writer) (o benchOptions, code i
 	fs.StringVar(&r.Memory, "memory", "heuristic", "the child's memory.analyzer (llm makes a second model call per turn)")
 	fs.StringVar(&r.ServerLog, "server-log", "", "keep the child server's log (stderr) in this file")
 	fs.StringVar(&r.CPUProfile, "cpuprofile", "", "write the started server's CPU profile during the load to this file (go tool pprof FILE)")
+	fs.StringVar(&r.MemProfile, "memprofile", "", "write the started server's heap profile, taken halfway through the load, to this file")
 	fs.BoolVar(&o.json, "json", false, "print the report as JSON")
 	fs.BoolVar(&o.targets, "targets", false, "run the performance issue's scenarios and print each target, measured, pass/fail")
 	fs.StringVar(&o.serveFloor, "serve-floor", "", "internal: run the floor server on this address")

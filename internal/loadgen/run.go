@@ -27,6 +27,7 @@ type Options struct {
 	Memory      string // the child's memory.analyzer ("" = heuristic)
 	ServerLog   string
 	CPUProfile  string // write the started server's CPU profile of the load here
+	MemProfile  string // write the started server's heap profile, taken halfway through the load, here
 	Exe         string   // this binary, for the children
 	Env         []string // added to the children's environment
 	Progress    io.Writer
@@ -196,7 +197,7 @@ func runServer(ctx context.Context, o *Options) (*Report, error) {
 	}
 	defer fakes.Close()
 	child, err := StartServer(ctx, ServerOptions{Exe: o.Exe, Env: o.Env, LLMURL: fakes.URL, TTSURL: fakes.URL,
-		Devices: o.Load.Devices, Preempt: o.Preempt, Memory: o.Memory, LogFile: o.ServerLog, Pprof: o.CPUProfile != ""})
+		Devices: o.Load.Devices, Preempt: o.Preempt, Memory: o.Memory, LogFile: o.ServerLog, Pprof: o.CPUProfile != "" || o.MemProfile != ""})
 	if err != nil {
 		return nil, err
 	}
@@ -226,12 +227,12 @@ func measure(ctx context.Context, o *Options, name, addr, pin string, child *Chi
 		live.OnStart = func() { before, _ = child.Sample() }
 	}
 	var profiled chan error
-	if child != nil && name == "server" && o.CPUProfile != "" {
+	if child != nil && name == "server" && (o.CPUProfile != "" || o.MemProfile != "") {
 		profiled = make(chan error, 1)
 		sample := live.OnStart
 		live.OnStart = func() {
 			sample()
-			go func() { profiled <- fetchProfile(ctx, child.HTTPAddr, o.Load.Duration, o.CPUProfile) }()
+			go func() { profiled <- fetchProfiles(ctx, child.HTTPAddr, o) }()
 		}
 	}
 	stop := progress(o, name, live)
@@ -334,14 +335,38 @@ func progress(o *Options, name string, live *Live) (stop func()) {
 func mb(b int64) float64       { return round3(float64(b) / (1 << 20)) }
 func round3(v float64) float64 { return float64(int64(v*1000+0.5)) / 1000 }
 
-// fetchProfile records the server's CPU profile for the load's duration
-// (10 s when the load is a count of turns) from its /debug/pprof/profile.
-func fetchProfile(ctx context.Context, httpAddr string, d time.Duration, path string) error {
-	secs := int(math.Ceil(d.Seconds()))
-	if secs <= 0 {
-		secs = 10
+// fetchProfiles records the server's profiles: the heap halfway through the
+// load and the CPU for the load's duration (10 s when the load is a count
+// of turns), from its /debug/pprof/.
+func fetchProfiles(ctx context.Context, httpAddr string, o *Options) error {
+	d := o.Load.Duration
+	if d <= 0 {
+		d = 10 * time.Second
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", httpAddr, secs), nil)
+	var wg sync.WaitGroup
+	var heapErr error
+	if o.MemProfile != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-time.After(d / 2):
+				heapErr = fetchProfile(ctx, "http://"+httpAddr+"/debug/pprof/heap", o.MemProfile)
+			case <-ctx.Done():
+				heapErr = ctx.Err()
+			}
+		}()
+	}
+	var err error
+	if o.CPUProfile != "" {
+		err = fetchProfile(ctx, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", httpAddr, int(math.Ceil(d.Seconds()))), o.CPUProfile)
+	}
+	wg.Wait()
+	return errors.Join(err, heapErr)
+}
+
+func fetchProfile(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
