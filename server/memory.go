@@ -49,6 +49,28 @@ type memoryService struct {
 	pending    map[string][]memoryJob // per device, oldest first; a key exists while its worker runs
 	forgetting map[string]int         // per device: forget requests not yet committed
 	closed     bool
+	// applied[d] is the sequence number of device d's last applied update;
+	// a turn's memory, read before any later update of its device, can
+	// serve that turn's own update (see loadedMemory). Cleared past
+	// maxApplied entries, and epoch then tells older reads apart.
+	applied  map[string]uint64
+	applySeq uint64
+	epoch    uint64
+}
+
+// maxApplied bounds the applied map (one entry per device updated since the
+// last clearing).
+const maxApplied = 4096
+
+// loadedMemory is what a turn read for its prompt. With the heuristic
+// analyzer (which uses facts and digests only) the turn's update reuses it
+// instead of reading it again, when no update of the device was applied
+// since: one store read per turn instead of two.
+type loadedMemory struct {
+	mem        store.Memory
+	at         time.Time // when it was read: the update's basis
+	epoch, seq uint64
+	ok         bool
 }
 
 type memoryJob struct {
@@ -56,12 +78,13 @@ type memoryJob struct {
 	turn                  memory.Turn
 	heuristic             memory.Update // what the patterns found, computed once when the job is queued
 	forget                bool          // the user asked to forget something
+	loaded                loadedMemory  // what the turn read, if anything
 }
 
 func newMemoryService(cfg *config.Config, log *slog.Logger, deps Deps) *memoryService {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &memoryService{store: deps.Store, cfg: cfg.Memory, log: log, now: time.Now, ctx: ctx, cancel: cancel,
-		slots: make(chan struct{}, memoryWorkers), pending: map[string][]memoryJob{}, forgetting: map[string]int{}}
+		slots: make(chan struct{}, memoryWorkers), pending: map[string][]memoryJob{}, forgetting: map[string]int{}, applied: map[string]uint64{}}
 	if cfg.Memory.Analyzer == "llm" && deps.LLM != nil {
 		m.analyzer = memory.NewAnalyzer(deps.LLM)
 		m.analyzer.Timeout = cfg.Memory.Timeout.Duration
@@ -72,17 +95,20 @@ func newMemoryService(cfg *config.Config, log *slog.Logger, deps Deps) *memorySe
 // load renders a device's memory for the prompt's data block. It waits at
 // most memory.load_timeout: a slow store means a turn without memory, never
 // a late answer.
-func (m *memoryService) load(ctx context.Context, hardwareID string) string {
+func (m *memoryService) load(ctx context.Context, hardwareID string) (string, loadedMemory) {
 	if m.store == nil {
-		return ""
+		return "", loadedMemory{}
 	}
 	m.mu.Lock()
 	forgetting := m.forgetting[hardwareID] > 0
+	// Taken before the read: an update applied while it runs changes the
+	// sequence afterwards, so this read is never taken for newer than it is.
+	epoch, seq := m.epoch, m.applied[hardwareID]
 	m.mu.Unlock()
 	if forgetting {
 		// Until the forget is committed the stored memory may still hold
 		// what the user asked to forget: answer without memory.
-		return ""
+		return "", loadedMemory{}
 	}
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.LoadTimeout.Duration)
 	defer cancel()
@@ -91,9 +117,33 @@ func (m *memoryService) load(ctx context.Context, hardwareID string) string {
 	if err != nil {
 		m.log.Warn("Memory not loaded: answering without it", "scope", "memory", "decision", "load_failed",
 			"hardware_id", shortID(hardwareID), "error", err.Error())
-		return ""
+		return "", loadedMemory{}
 	}
-	return memory.Render(snapshot(mem), now)
+	return memory.Render(snapshot(mem), now), loadedMemory{mem: mem, at: now, epoch: epoch, seq: seq, ok: true}
+}
+
+// reusable reports whether the memory a job's turn read is still current:
+// no update of the device was applied since (the CLI's changes are caught
+// by the update's basis, see store.MemoryChange).
+func (m *memoryService) reusable(job memoryJob) bool {
+	if !job.loaded.ok || m.analyzer != nil {
+		return false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return job.loaded.epoch == m.epoch && job.loaded.seq == m.applied[job.hardwareID]
+}
+
+// appliedUpdate records that an update of the device was written.
+func (m *memoryService) appliedUpdate(hardwareID string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.applied) >= maxApplied {
+		clear(m.applied)
+		m.epoch++
+	}
+	m.applySeq++
+	m.applied[hardwareID] = m.applySeq
 }
 
 func (m *memoryService) query(now time.Time) store.MemoryQuery {
@@ -116,11 +166,11 @@ func snapshot(mem store.Memory) memory.Snapshot {
 }
 
 // after schedules the analysis of a finished turn and returns at once.
-func (m *memoryService) after(hardwareID, sessionID, prompt, answer string, at time.Time) {
+func (m *memoryService) after(hardwareID, sessionID, prompt, answer string, at time.Time, loaded loadedMemory) {
 	if m.store == nil {
 		return
 	}
-	job := memoryJob{hardwareID: hardwareID, sessionID: sessionID, turn: memory.Turn{At: at, User: prompt, Assistant: answer}}
+	job := memoryJob{hardwareID: hardwareID, sessionID: sessionID, turn: memory.Turn{At: at, User: prompt, Assistant: answer}, loaded: loaded}
 	job.heuristic = memory.Heuristic(job.turn)
 	job.forget = job.heuristic.ForgetAll || len(job.heuristic.Forget) > 0
 	m.mu.Lock()
@@ -186,11 +236,16 @@ func (m *memoryService) drain(hardwareID string) {
 // update analyzes one turn and writes what it changes.
 func (m *memoryService) update(job memoryJob) {
 	start := m.now()
-	// The store is read and written under their own deadlines: at shutdown
-	// the analysis is cut short (m.ctx), but what it found is still saved.
-	rctx, rcancel := context.WithTimeout(context.Background(), memoryWriteTimeout)
-	mem, err := m.store.Memory(rctx, job.hardwareID, m.query(start))
-	rcancel()
+	mem, basis, err := job.loaded.mem, job.loaded.at, error(nil)
+	if !m.reusable(job) {
+		// The store is read and written under their own deadlines: at
+		// shutdown the analysis is cut short (m.ctx), but what it found is
+		// still saved.
+		rctx, rcancel := context.WithTimeout(context.Background(), memoryWriteTimeout)
+		mem, err = m.store.Memory(rctx, job.hardwareID, m.query(start))
+		rcancel()
+		basis = start
+	}
 	if err != nil {
 		// Without the current facts an update could duplicate or fail to
 		// retire them; the turn itself is recorded, so skip.
@@ -202,10 +257,11 @@ func (m *memoryService) update(job memoryJob) {
 	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.Timeout.Duration)
 	upd := m.analyze(ctx, snap, job)
 	cancel()
-	change := m.change(job, mem, upd, start)
+	change := m.change(job, mem, upd, basis)
 	wctx, wcancel := context.WithTimeout(context.Background(), memoryWriteTimeout)
 	defer wcancel()
 	err = m.store.ApplyMemory(wctx, change)
+	m.appliedUpdate(job.hardwareID) // even a failed write may have been committed: assume it changed
 	m.metrics.memoryAnalyzed(upd.Method, err == nil)
 	if u := change.Usage; err == nil && u != nil && m.usage != nil {
 		m.usage(u.HardwareID, u.InputTokens+u.OutputTokens)

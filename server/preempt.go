@@ -180,7 +180,7 @@ func (p *preempter) startLocked(key collectKey, c collected) {
 		"session_id", key.sessionID, "hardware_id", shortID(key.hardwareID))
 	go func() {
 		defer close(sp.done)
-		t.memory = s.memory.load(ctx, key.hardwareID)
+		t.memory, t.loaded = s.memory.load(ctx, key.hardwareID)
 		sp.err = t.produce()
 	}()
 }

@@ -142,3 +142,34 @@ func TestMemoryEndToEndLLMAnalyzer(t *testing.T) {
 		t.Errorf("memory analyzer input tokens recorded: %d, want %d (%+v)", memIn, 250, usage)
 	}
 }
+
+// TestMemoryReadOncePerTurn: with the heuristic analyzer a turn's update
+// reuses the memory the turn read, but never across another update of the
+// device: a name replaced right after it was given ends up as exactly one
+// fact, the new one.
+func TestMemoryReadOncePerTurn(t *testing.T) {
+	fake := llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "Nice to meet you."}`}})
+	h := startServer(t, testConfig(t, "openai", fake.URL, newSpeechFake(t).URL))
+	m := h.srv.svc.memory
+
+	_, first := m.load(context.Background(), testHW)
+	if !m.reusable(memoryJob{hardwareID: testHW, loaded: first}) {
+		t.Fatal("a read with no update since should serve the turn's update")
+	}
+	m.appliedUpdate(testHW)
+	if m.reusable(memoryJob{hardwareID: testHW, loaded: first}) {
+		t.Fatal("a read older than an applied update must not be reused")
+	}
+	_, second := m.load(context.Background(), testHW)
+	m.appliedUpdate("0A1B2C3D-0B4D-4E5F-8A9B-0C1D2E3F4A5B") // another device's update does not matter
+	if !m.reusable(memoryJob{hardwareID: testHW, loaded: second}) {
+		t.Fatal("another device's update made the read stale")
+	}
+
+	answerTurn(t, h, "My name is Anna.")
+	answerTurn(t, h, "My name is Maria.")
+	waitFor(t, "one name, the second", func() bool {
+		facts := activeFacts(t, h)
+		return len(facts) == 1 && hasFact(facts, "name", "Maria")
+	})
+}

@@ -193,7 +193,7 @@ func (s *service) commitPhase(req *pb.StreamRequest, mime string, stream grpc.Se
 		}
 		t = &turn{svc: s, in: in, ctx: ctx, cancel: cancel, out: newOutbox(ctx, cancel, send, recycleStream, s.cfg.Limits.SendTimeout.Duration)}
 		t.tm.mark(&t.tm.admitted, start)
-		t.memory = s.memory.load(ctx, hw)
+		t.memory, t.loaded = s.memory.load(ctx, hw)
 		err = t.run()
 	}
 	out := t.out
@@ -205,14 +205,14 @@ func (s *service) commitPhase(req *pb.StreamRequest, mime string, stream grpc.Se
 	s.metrics.turnEnded(&t.tm, t.chunks, turnOutcome(ctx, err))
 	s.devices.addTokens(hw, t.usage.InputTokens+t.usage.OutputTokens)
 	if err == nil {
-		s.memory.after(hw, sid, prompt, t.queuedText.String(), start)
+		s.memory.after(hw, sid, prompt, t.queuedText.String(), start, t.loaded)
 		return nil
 	}
 	te := classify(ctx, err)
 	s.saveUnfinished(t, &sent, te)
 	// What the user said still counts ("my name is…" then an interrupt).
 	text, _ := sent.snapshot()
-	s.memory.after(hw, sid, prompt, text, start)
+	s.memory.after(hw, sid, prompt, text, start, t.loaded)
 	if ended && !out.sentAny() {
 		if r := revokedRefusal(ctx); r != nil {
 			// Revoked before anything was said: the same answer as at the

@@ -95,6 +95,7 @@ type turn struct {
 	chunks     int
 
 	memory   string        // the memory block of the prompt ("" = none)
+	loaded   loadedMemory  // what memory was read for it
 	saved    bool          // the record was submitted before end_message
 	saveWait time.Duration // how long end_message waited for the commit
 }
