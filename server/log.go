@@ -72,8 +72,78 @@ func (m *masker) mask(v string) string {
 	for _, s := range m.secrets {
 		v = strings.ReplaceAll(v, s, "****")
 	}
-	v = bearerRE.ReplaceAllString(v, "${1}****")
-	return keyParamRE.ReplaceAllString(v, "${1}****")
+	// The regexes cost microseconds per value and almost no value can match:
+	// each runs only when the cheap check for what it needs passes.
+	if mayHaveBearer(v) {
+		v = bearerRE.ReplaceAllString(v, "${1}****")
+	}
+	if mayHaveKeyParam(v) {
+		v = keyParamRE.ReplaceAllString(v, "${1}****")
+	}
+	return v
+}
+
+// mayHaveBearer reports whether v contains "bearer" in any case, which every
+// bearerRE match does. None of its letters has a case folding outside ASCII.
+func mayHaveBearer(v string) bool {
+	const word = "bearer"
+	for i := 0; i+len(word) <= len(v); i++ {
+		if v[i]|0x20 != 'b' {
+			continue
+		}
+		j := 1
+		for j < len(word) && v[i+j]|0x20 == word[j] {
+			j++
+		}
+		if j == len(word) {
+			return true
+		}
+	}
+	return false
+}
+
+// mayHaveKeyParam reports whether some '=' in v follows one of the names
+// keyParamRE ends in (key, token, password, secret), in any case.
+func mayHaveKeyParam(v string) bool {
+	for i := strings.IndexByte(v, '='); i >= 0; {
+		before := v[:i]
+		if foldSuffix(before, "key") || foldSuffix(before, "token") ||
+			foldSuffix(before, "password") || foldSuffix(before, "secret") {
+			return true
+		}
+		next := strings.IndexByte(v[i+1:], '=')
+		if next < 0 {
+			break
+		}
+		i += 1 + next
+	}
+	return false
+}
+
+// foldSuffix reports whether s ends with word (lower-case ASCII letters) as
+// the (?i) of Go's regexp matches it: ASCII letters in either case, plus the
+// two non-ASCII simple case foldings of letters, K (U+212A KELVIN SIGN) for
+// k and ſ (U+017F LONG S) for s.
+func foldSuffix(s, word string) bool {
+	for j := len(word) - 1; j >= 0; j-- {
+		c := word[j]
+		if len(s) == 0 {
+			return false
+		}
+		if b := s[len(s)-1]; b < utf8.RuneSelf {
+			if b|0x20 != c {
+				return false
+			}
+			s = s[:len(s)-1]
+			continue
+		}
+		r, size := utf8.DecodeLastRuneInString(s)
+		if !(c == 'k' && r == '\u212A' || c == 's' && r == '\u017F') {
+			return false
+		}
+		s = s[:len(s)-size]
+	}
+	return true
 }
 
 // decision writes one decision line.
