@@ -136,6 +136,24 @@ func BenchmarkMemoryLoad(b *testing.B) {
 	reportCPU(b, cpu0)
 }
 
+// BenchmarkMemoryBusyDevice: a device with 2,000 turns in the last day (a
+// shared Mac, or `nexy bench` with one device) must still read its last 6
+// turns without sorting the whole day.
+func BenchmarkMemoryBusyDevice(b *testing.B) {
+	db := openTest(b)
+	ctx := context.Background()
+	q := seedMemory(b, db, "HW-BUSY", 2000, 4, 3)
+	b.ReportAllocs()
+	cpu0 := cpuTime()
+	for b.Loop() {
+		m, err := db.Memory(ctx, "HW-BUSY", q)
+		if err != nil || len(m.Recent) != 6 {
+			b.Fatalf("memory %d %v", len(m.Recent), err)
+		}
+	}
+	reportCPU(b, cpu0)
+}
+
 // BenchmarkUseSince is the quota check a COMMIT makes for a device with a
 // day of turns.
 func BenchmarkUseSince(b *testing.B) {

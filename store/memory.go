@@ -63,10 +63,14 @@ var (
 		WHERE user_id = ? AND kind = 'digest' AND retired_at IS NULL AND day >= ? ORDER BY day DESC, id DESC`)
 	// Short-term memory is read straight from the history: the last
 	// answered turns, so memory can never disagree with what was said.
+	// Ordered by commands_user_time's own order (user_id, created_at, id),
+	// so SQLite walks the device's newest turns backwards and stops at the
+	// limit; ordering by id alone sorted the whole window first (4 ms for a
+	// device with a busy day, BenchmarkMemoryBusyDevice).
 	sqlRecentTurns = readSQL(`SELECT c.created_at, c.prompt, a.response
 		FROM commands c JOIN llm_answers a ON a.command_id = c.id
 		WHERE c.user_id = ? AND c.created_at > ? AND a.status <> 'failed' AND a.response <> ''
-		ORDER BY c.id DESC LIMIT ?`)
+		ORDER BY c.created_at DESC, c.id DESC LIMIT ?`)
 )
 
 const (
