@@ -115,3 +115,15 @@ func FuzzHeuristic(f *testing.F) {
 		}
 	})
 }
+
+// FuzzOneLine: the plain-line shortcut returns exactly what the full rules do.
+func FuzzOneLine(f *testing.F) {
+	for _, s := range []string{"", "a", " a", "a ", "a  b", "a b", "tab\there", "line\nbreak", "ünï", "\x00", "ok, fine.", "\u2028", "a\u200bb"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := oneLine(s), normalizeLine(s); got != want {
+			t.Fatalf("oneLine(%q) = %q, want %q", s, got, want)
+		}
+	})
+}

@@ -12,6 +12,25 @@ import (
 // are rendered into the prompt; a new line inside one could forge a line of
 // its own.
 func oneLine(s string) string {
+	if plainLine(s) {
+		return s // the common case, unchanged by the rules below: no copies
+	}
+	return normalizeLine(s)
+}
+
+// plainLine reports whether s is already one clean line: printable ASCII,
+// no leading, trailing or double spaces.
+func plainLine(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < ' ' || c > '~' || c == ' ' && (i == 0 || i == len(s)-1 || s[i-1] == ' ') {
+			return false
+		}
+	}
+	return true
+}
+
+func normalizeLine(s string) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	s = strings.Map(func(r rune) rune {
 		switch {
