@@ -26,8 +26,8 @@ type Options struct {
 	Preempt     string // written as [preempt] enabled when set
 	Memory      string // the child's memory.analyzer ("" = heuristic)
 	ServerLog   string
-	CPUProfile  string // write the started server's CPU profile of the load here
-	MemProfile  string // write the started server's heap profile, taken halfway through the load, here
+	CPUProfile  string   // write the started server's CPU profile of the load here
+	MemProfile  string   // write the started server's heap profile, taken halfway through the load, here
 	Exe         string   // this binary, for the children
 	Env         []string // added to the children's environment
 	Progress    io.Writer
