@@ -14,9 +14,9 @@ var chunkPool = sync.Pool{New: func() any { return new([MaxChunkBytes]byte) }}
 
 // Recycle gives a chunk returned by Next back for reuse. Call it only when
 // nothing refers to the chunk any more: a chunk that never reached a gRPC
-// Send, or a silent one that was skipped. After Send it is not safe when a
-// stats handler may still hold the message, so the server does not recycle
-// sent chunks. Never recycling is always correct.
+// Send, a silent one that was skipped, or one whose Send has returned while
+// no stats handler keeps messages (the server's outbox does the last).
+// Never recycling is always correct.
 func Recycle(chunk []byte) {
 	if cap(chunk) != MaxChunkBytes {
 		return

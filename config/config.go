@@ -305,8 +305,9 @@ type Metrics struct {
 	// SummaryInterval is how often the log gets a metrics summary line
 	// (also written at shutdown); 0 = only at shutdown.
 	SummaryInterval Duration `toml:"summary_interval"`
-	// Pprof serves Go's profiler under /debug/pprof/ on listen.http_plain
-	// only (never on the public port), for `nexy bench --cpuprofile`.
+	// Pprof serves Go's profiler under /debug/pprof/ on listen.http_plain to
+	// loopback clients only (never on the public port), for `nexy bench
+	// --cpuprofile`.
 	Pprof bool `toml:"pprof"`
 }
 

@@ -43,12 +43,14 @@ func (s *Server) routes() http.Handler {
 	return s.httpMetrics(mux)
 }
 
-// plainOnly answers only on listen.http_plain (an operator's loopback
-// port); the same routes on the public TLS port say 404.
+// plainOnly answers only requests from this machine (a loopback address)
+// on listen.http_plain, the operator's own port; anything else, the public
+// TLS port included, gets 404.
 func (s *Server) plainOnly(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		local, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
-		if s.httpLn == nil || local == nil || local.String() != s.httpLn.Addr().String() {
+		plain, _ := r.Context().Value(plainKey{}).(bool)
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		if ip := net.ParseIP(host); !plain || ip == nil || !ip.IsLoopback() {
 			http.NotFound(w, r)
 			return
 		}

@@ -416,10 +416,10 @@ func (m *instruments) tally() tally {
 
 // grpcStats is the gRPC stats handler that times and counts every RPC.
 //
-// It never keeps a message: grpc-go hands OutPayload (which holds the sent
-// message) to stats handlers, and a handler that used it after SendMsg
-// returned would see its buffers reused; see outbox.run for why audio
-// buffers are no longer recycled after Send anyway.
+// It never keeps a message, and must not: grpc-go hands OutPayload (which
+// holds the sent message) to stats handlers, and outbox.run recycles an
+// audio buffer as soon as Send returns, so a handler that used it later
+// would read audio the chunker has already overwritten.
 type grpcStats struct{ m *instruments }
 
 type rpcKey struct{}

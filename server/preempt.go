@@ -29,17 +29,18 @@ import (
 
 // Speculation outcomes, the label of nexy_speculations_total.
 const (
-	specStarted  = "started"
-	specUsed     = "used"     // adopted by its COMMIT
-	specMismatch = "mismatch" // the COMMIT's prompt or screenshot differed
-	specChanged  = "changed"  // the transcript changed while the key was held
-	specExpired  = "expired"  // no COMMIT within preempt.hold
-	specFailed   = "failed"   // the pipeline failed before its COMMIT: the COMMIT starts fresh
-	specRefused  = "refused"  // the COMMIT was refused (device, quota, admission)
-	specShutdown = "shutdown" // the server stopped
+	specStarted     = "started"
+	specUsed        = "used"        // adopted by its COMMIT
+	specMismatch    = "mismatch"    // the COMMIT's prompt or screenshot differed
+	specChanged     = "changed"     // the transcript changed while the key was held
+	specExpired     = "expired"     // no COMMIT within preempt.hold
+	specFailed      = "failed"      // the pipeline failed before its COMMIT: the COMMIT starts fresh
+	specRefused     = "refused"     // the COMMIT was refused (device, quota, admission)
+	specShutdown    = "shutdown"    // the server stopped
+	specInterrupted = "interrupted" // InterruptSession for its device
 )
 
-var specOutcomes = []string{specStarted, specUsed, specMismatch, specChanged, specExpired, specFailed, specRefused, specShutdown}
+var specOutcomes = []string{specStarted, specUsed, specMismatch, specChanged, specExpired, specFailed, specRefused, specInterrupted, specShutdown}
 
 var errSpeculationDropped = errors.New("speculation dropped")
 
@@ -69,6 +70,10 @@ type preempter struct {
 	running  int
 	closed   bool
 	settling sync.WaitGroup // dropped speculations still unwinding
+	gen      uint64         // numbers every stability timer, so a stale one is told apart
+	// committed are utterances whose COMMIT has come: a COLLECT of theirs
+	// handled after it (the two are separate requests) starts nothing.
+	committed map[collectKey]time.Time
 
 	counts map[string]*atomic.Int64 // by outcome
 }
@@ -82,7 +87,7 @@ type stableTimer struct {
 
 func newPreempter(s *service) *preempter {
 	p := &preempter{svc: s, cfg: s.cfg.Preempt, on: s.cfg.PreemptOn(), byDevice: map[string]*speculation{},
-		timers: map[string]*stableTimer{}, counts: map[string]*atomic.Int64{}}
+		timers: map[string]*stableTimer{}, counts: map[string]*atomic.Int64{}, committed: map[collectKey]time.Time{}}
 	for _, o := range specOutcomes {
 		p.counts[o] = &atomic.Int64{}
 	}
@@ -106,7 +111,7 @@ func (p *preempter) collected(key collectKey, text, shot string) {
 	norm := normalizePrompt(text)
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed {
+	if _, done := p.committed[key]; p.closed || done {
 		return
 	}
 	if sp := p.byDevice[key.hardwareID]; sp != nil {
@@ -122,7 +127,8 @@ func (p *preempter) collected(key collectKey, text, shot string) {
 	} else {
 		st.timer.Stop()
 	}
-	st.gen++
+	p.gen++
+	st.gen = p.gen
 	gen := st.gen
 	st.timer = time.AfterFunc(p.cfg.StableAfter.Duration, func() { p.stable(key, gen) })
 }
@@ -194,6 +200,7 @@ func (p *preempter) claim(key collectKey, prompt, shot string) *speculation {
 		return nil
 	}
 	p.mu.Lock()
+	p.markCommittedLocked(key)
 	if st := p.timers[key.hardwareID]; st != nil {
 		st.timer.Stop()
 		delete(p.timers, key.hardwareID)
@@ -208,14 +215,12 @@ func (p *preempter) claim(key collectKey, prompt, shot string) *speculation {
 		p.mu.Unlock()
 		return nil
 	}
-	select {
-	case <-sp.done:
-		if sp.err != nil {
-			p.dropLocked(sp, specFailed)
-			p.mu.Unlock()
-			return nil
-		}
-	default:
+	// A failed pipeline, or one already cancelled (a timeout) that has not
+	// returned yet, is no answer to adopt: the COMMIT starts fresh.
+	if context.Cause(sp.t.ctx) != nil {
+		p.dropLocked(sp, specFailed)
+		p.mu.Unlock()
+		return nil
 	}
 	delete(p.byDevice, key.hardwareID)
 	p.running--
@@ -224,17 +229,30 @@ func (p *preempter) claim(key collectKey, prompt, shot string) *speculation {
 	return sp
 }
 
+// markCommittedLocked remembers key's COMMIT for a while (longer than a
+// late COLLECT can take), bounded: past 4096 keys the older half goes.
+func (p *preempter) markCommittedLocked(key collectKey) {
+	now := time.Now()
+	if len(p.committed) >= 4096 {
+		for k, at := range p.committed {
+			if now.Sub(at) > 30*time.Second || len(p.committed) > 2048 {
+				delete(p.committed, k)
+			}
+		}
+	}
+	p.committed[key] = now
+}
+
 // release drops a claimed speculation whose COMMIT was refused (nil: none).
+// It runs in the COMMIT's handler, which waits for it: a refusal is rare,
+// and the speculation is then gone before the handler returns (shutdown
+// waits for handlers, so nothing outlives the server).
 func (p *preempter) release(sp *speculation, outcome string) {
 	if sp == nil {
 		return
 	}
 	p.counts[outcome].Add(1)
-	p.settling.Add(1)
-	go func() {
-		defer p.settling.Done()
-		p.abandon(sp, outcome)
-	}()
+	p.abandon(sp, outcome)
 }
 
 // drop cancels sp unless it was claimed or dropped already.
@@ -246,19 +264,32 @@ func (p *preempter) drop(sp *speculation, outcome string) {
 	}
 }
 
-// dropDevice cancels the device's speculation (revoked, new token).
-func (p *preempter) dropDevice(hardwareID string) {
+// dropDevice cancels the device's speculation (revoked, new token,
+// interrupted) and its pending stability timer.
+func (p *preempter) dropDevice(hardwareID, outcome string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if st := p.timers[hardwareID]; st != nil {
+		st.timer.Stop()
+		delete(p.timers, hardwareID)
+	}
 	if sp := p.byDevice[hardwareID]; sp != nil {
-		p.dropLocked(sp, specRefused)
+		p.dropLocked(sp, outcome)
 	}
 }
 
+// dropLocked cancels sp; it unwinds in the background, and close waits
+// for it. Only called under mu, and never once close has emptied byDevice,
+// so no Add races close's Wait.
 func (p *preempter) dropLocked(sp *speculation, outcome string) {
 	delete(p.byDevice, sp.key.hardwareID)
 	p.running--
-	p.release(sp, outcome)
+	p.counts[outcome].Add(1)
+	p.settling.Add(1)
+	go func() {
+		defer p.settling.Done()
+		p.abandon(sp, outcome)
+	}()
 }
 
 // abandon cancels a speculation nobody will use: its held output is
@@ -315,13 +346,17 @@ func (p *preempter) close() {
 // the turn there: what was held goes out first, then the rest as it comes.
 // Stage timings are re-based on the COMMIT, since that is when the user
 // started waiting.
-func (sp *speculation) adopt(send func(*pb.StreamResponse) error, commit time.Time) error {
+func (sp *speculation) adopt(send func(*pb.StreamResponse) error, commit time.Time, prompt string) error {
 	t := sp.t
+	admitted := time.Since(commit)
 	t.out.attachSend(send)
 	<-sp.done
-	// Every goroutine of produce has ended: the start may move.
+	// Every goroutine of produce has ended: the start may move, and the
+	// record holds what the COMMIT said (the same words, maybe cased and
+	// punctuated differently).
 	t.tm.rebase(commit.Sub(t.in.start))
-	t.in.start = commit
+	t.tm.admitted.Store(max(1, int64(admitted)))
+	t.in.start, t.in.prompt = commit, prompt
 	if sp.err != nil {
 		return sp.err
 	}
@@ -330,7 +365,7 @@ func (sp *speculation) adopt(send func(*pb.StreamResponse) error, commit time.Ti
 }
 
 var speculationsDesc = prometheus.NewDesc("nexy_speculations_total",
-	"Preemptive answers by outcome: started, then used by their COMMIT or dropped (mismatch, changed, expired, failed, refused, shutdown).",
+	"Preemptive answers by outcome: started, then used by their COMMIT or dropped (mismatch, changed, expired, failed, refused, interrupted, shutdown).",
 	[]string{"outcome"}, nil)
 
 // Describe and Collect export the outcome counts at each scrape.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nexy-server/nexy/config"
 	"github.com/nexy-server/nexy/llm/llmtest"
+	pb "github.com/nexy-server/nexy/proto"
 	"github.com/nexy-server/nexy/store"
 )
 
@@ -48,7 +49,11 @@ func TestNormalizePrompt(t *testing.T) {
 func TestPreemptAnswersFromTheSpeculation(t *testing.T) {
 	fake := llmtest.NewOpenAI(t, llmtest.Script{Deltas: actionReply, Usage: llmtest.Usage{InputTokens: 40, OutputTokens: 20}})
 	speech := newSpeechFake(t)
-	h := startServer(t, preemptConfig(t, fake.URL, speech.URL))
+	cfg := preemptConfig(t, fake.URL, speech.URL)
+	// Two COLLECTs in a row must not look stable in between, even on a
+	// loaded machine.
+	cfg.Preempt.StableAfter = config.Duration{Duration: 300 * time.Millisecond}
+	h := startServer(t, cfg)
 	sid := newSession()
 	if _, err := h.call(t, collectReq(sid, 1, "open safari for")); err != nil {
 		t.Fatal(err)
@@ -223,5 +228,75 @@ func TestPreemptBounds(t *testing.T) {
 	time.Sleep(4 * cfg.Preempt.StableAfter.Duration)
 	if got := h2.srv.svc.preempt.counts[specStarted].Load(); got != 0 {
 		t.Fatalf("preempt off started %d", got)
+	}
+}
+
+// TestPreemptLateCollectStartsNothing: a COLLECT handled after its COMMIT
+// (separate requests may overtake each other) starts no speculation for an
+// utterance already answered.
+func TestPreemptLateCollectStartsNothing(t *testing.T) {
+	fake := llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "Done."}`}})
+	speech := newSpeechFake(t)
+	h := startServer(t, preemptConfig(t, fake.URL, speech.URL))
+	sid := newSession()
+	msgs, err := h.call(t, commitReq(sid, "set a timer for ten minutes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAnswer(t, msgs)
+	if _, err := h.call(t, collectReq(sid, 3, "set a timer for ten minutes")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(6 * h.srv.cfg.Preempt.StableAfter.Duration) // would have started by now
+	if n, started := len(fake.Requests()), h.srv.svc.preempt.counts[specStarted].Load(); n != 1 || started != 0 {
+		t.Fatalf("model requests %d, speculations %d after a late COLLECT", n, started)
+	}
+}
+
+// TestPreemptInterruptAndCancel: InterruptSession drops the device's held
+// answer; the client's cancel of an adopted COMMIT stops the model stream
+// the speculation opened.
+func TestPreemptInterruptAndCancel(t *testing.T) {
+	slow := llmtest.Script{Deltas: []string{`{"text": "Here is a long story. `, `It goes on. `, `And on. `, `And on."}`}, Delay: 300 * time.Millisecond}
+	fake := llmtest.NewOpenAI(t, slow)
+	speech := newSpeechFake(t)
+	h := startServer(t, preemptConfig(t, fake.URL, speech.URL))
+	p := h.srv.svc.preempt
+
+	if _, err := h.call(t, collectReq(newSession(), 1, "tell me a long story")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a speculation", func() bool { return len(fake.Requests()) == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	if _, err := h.client.InterruptSession(ctx, &pb.InterruptRequest{HardwareId: testHW}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the interrupted speculation to go", func() bool { return p.counts[specInterrupted].Load() == 1 })
+	select {
+	case <-fake.Disconnected():
+	case <-time.After(waitLimit):
+		t.Fatal("the interrupted speculation kept its model stream open")
+	}
+
+	sid := newSession()
+	if _, err := h.call(t, collectReq(sid, 1, "tell me another long story")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a second speculation", func() bool { return len(fake.Requests()) == 2 })
+	before := fake.Disconnects()
+	cctx, ccancel := context.WithCancel(context.Background())
+	stream, err := h.client.StreamAudio(cctx, commitReq(sid, "Tell me another long story."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil { // the adopted answer is flowing
+		t.Fatal(err)
+	}
+	ccancel()
+	waitFor(t, "the adopted turn's model stream to close", func() bool { return fake.Disconnects() > before })
+	waitIdle(t, h)
+	if p.counts[specUsed].Load() != 1 || len(fake.Requests()) != 2 {
+		t.Fatalf("used %d, model requests %d", p.counts[specUsed].Load(), len(fake.Requests()))
 	}
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/nexy-server/nexy/llm/llmtest"
@@ -172,4 +173,36 @@ func TestMemoryReadOncePerTurn(t *testing.T) {
 		facts := activeFacts(t, h)
 		return len(facts) == 1 && hasFact(facts, "name", "Maria")
 	})
+
+	// Turns far enough apart that each update is applied before the next
+	// turn reads: one store read per turn, the turn's own.
+	counted := &countingStore{}
+	fake2 := llmtest.NewOpenAI(t, llmtest.Script{Deltas: []string{`{"text": "Noted."}`}})
+	h2 := startServer(t, testConfig(t, "openai", fake2.URL, newSpeechFake(t).URL), func(d *Deps) {
+		counted.Store = d.Store
+		d.Store = counted
+	})
+	for i, prompt := range []string{"My name is Olga.", "What time is it?", "I live in Riga."} {
+		answerTurn(t, h2, prompt)
+		waitFor(t, "the turn's memory update", func() bool { return counted.applies.Load() == int64(i+1) })
+	}
+	if reads := counted.reads.Load(); reads != 3 {
+		t.Fatalf("%d memory reads for 3 turns; each update should reuse its turn's read", reads)
+	}
+}
+
+// countingStore counts memory reads and memory writes.
+type countingStore struct {
+	Store
+	reads, applies atomic.Int64
+}
+
+func (c *countingStore) Memory(ctx context.Context, hw string, q store.MemoryQuery) (store.Memory, error) {
+	c.reads.Add(1)
+	return c.Store.Memory(ctx, hw, q)
+}
+
+func (c *countingStore) ApplyMemory(ctx context.Context, ch store.MemoryChange) error {
+	defer c.applies.Add(1)
+	return c.Store.ApplyMemory(ctx, ch)
 }

@@ -137,8 +137,35 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps) (*Server, error) {
 	// WriteTimeout is off: downloads of the app's update are large; a slow
 	// client is bounded by the idle and header timeouts instead.
 	s.http = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+		IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ConnContext: markPlain}
 	return s, nil
+}
+
+// plainListener marks the connections of listen.http_plain, the operator's
+// own port, so operator-only routes (pprof) can tell them from the public
+// port's, which the same http.Server serves.
+type plainListener struct{ net.Listener }
+
+// plainConn embeds the *net.TCPConn itself, so its ReadFrom (sendfile for
+// update downloads) still applies.
+type plainConn struct{ *net.TCPConn }
+
+func (l plainListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		return plainConn{tc}, nil
+	}
+	return c, err
+}
+
+type plainKey struct{}
+
+func markPlain(ctx context.Context, c net.Conn) context.Context {
+	if _, ok := c.(plainConn); ok {
+		return context.WithValue(ctx, plainKey{}, true)
+	}
+	return ctx
 }
 
 // Listen binds the configured plaintext addresses (port 0 picks a free port).
@@ -150,12 +177,14 @@ func (s *Server) Listen() error {
 		}
 	}
 	if s.cfg.Listen.HTTPPlain != "" {
-		if s.httpLn, err = net.Listen("tcp", s.cfg.Listen.HTTPPlain); err != nil {
+		ln, err := net.Listen("tcp", s.cfg.Listen.HTTPPlain)
+		if err != nil {
 			if s.grpcLn != nil {
 				s.grpcLn.Close()
 			}
 			return fmt.Errorf("listen.http_plain: %w", err)
 		}
+		s.httpLn = plainListener{ln}
 	}
 	return nil
 }

@@ -65,7 +65,7 @@ func newService(cfg *config.Config, log *slog.Logger, deps Deps) *service {
 	s.metrics.reg.MustRegister(s.preempt)
 	s.devices.stop = func(hw string, cause error) {
 		s.adm.interrupt(hw, cause)
-		s.preempt.dropDevice(hw)
+		s.preempt.dropDevice(hw, specRefused)
 	}
 	s.memory.usage = s.devices.addTokens
 	s.phrases = newPhrases()
@@ -129,16 +129,21 @@ func (s *service) commitPhase(req *pb.StreamRequest, mime string, stream grpc.Se
 	if shot == "" {
 		shot, mime = buffered.screenshot, buffered.mime
 	}
+	// Taken first, so that every refusal below also ends the utterance's
+	// speculation (and its stability timer) at once.
+	spec := s.preempt.claim(collectKey{hw, sid}, prompt, shot)
 	if r := s.devices.admitDevice(stream.Context(), hw, prompt); r != nil {
+		s.preempt.release(spec, specRefused)
 		return s.refuseDevice(stream, req, start, r)
 	}
 	if prompt == "" {
+		s.preempt.release(spec, specRefused)
 		return s.refuse(stream.Send, "StreamAudio", req, start, invalid("Empty prompt: the request has no prompt and no collected transcript"))
 	}
 	if s.llm == nil {
+		s.preempt.release(spec, specRefused)
 		return s.refuse(stream.Send, "StreamAudio", req, start, &turnError{code: codes.Unavailable, kind: "unavailable", msg: s.llmMissing})
 	}
-	spec := s.preempt.claim(collectKey{hw, sid}, prompt, shot)
 	unreserve, r := s.devices.reserveTurn(stream.Context(), hw)
 	if r != nil {
 		s.preempt.release(spec, specRefused)
@@ -185,7 +190,7 @@ func (s *service) commitPhase(req *pb.StreamRequest, mime string, stream grpc.Se
 	if spec != nil {
 		s.preempt.counts[specUsed].Add(1)
 		t = spec.t
-		err = spec.adopt(send, start)
+		err = spec.adopt(send, start, prompt)
 	} else {
 		in := turnInput{hardwareID: hw, sessionID: sid, prompt: prompt, start: start}
 		if shot != "" {
@@ -254,6 +259,7 @@ func (s *service) InterruptSession(ctx context.Context, req *pb.InterruptRequest
 		return nil, r.turnError().status()
 	}
 	ids := s.adm.interrupt(req.GetHardwareId(), errInterrupted)
+	s.preempt.dropDevice(req.GetHardwareId(), specInterrupted) // an answer held for it is stopped too
 	s.decision(slog.LevelInfo, "InterruptSession", "interrupt", start, slog.String("hardware_id", shortID(req.GetHardwareId())), slog.Int("cancelled", len(ids)))
 	return &pb.InterruptResponse{Success: true, InterruptedSessions: ids, Message: fmt.Sprintf("interrupted %d session(s)", len(ids))}, nil
 }
