@@ -10,9 +10,9 @@ import (
 
 // TestOutbox covers the sender's contract with a send function the test
 // controls: what went out is counted, a blocked Send is reported as a stall
-// and never waited for, and a cancelled pipeline's queue is dropped, with
-// every message that never reached Send recycled exactly once (and none that
-// did: a stats handler may still hold it).
+// and never waited for, and a cancelled pipeline's queue is dropped. Every
+// message is recycled exactly once: when its Send has returned, or when it
+// is dropped unsent.
 func TestOutbox(t *testing.T) {
 	type msg struct{ n int }
 	t.Run("delivers in order after the pipeline's own end", func(t *testing.T) {
@@ -29,7 +29,7 @@ func TestOutbox(t *testing.T) {
 		if ended, err := o.finish(); !ended || err != nil {
 			t.Fatalf("finish = %v, %v", ended, err)
 		}
-		if len(got) != 20 || got[19] != 19 || recycled.Load() != 0 || !o.sentAny() {
+		if len(got) != 20 || got[19] != 19 || recycled.Load() != 20 || !o.sentAny() {
 			t.Fatalf("sent %v, recycled %d", got, recycled.Load())
 		}
 	})
@@ -53,8 +53,9 @@ func TestOutbox(t *testing.T) {
 		}
 		close(release) // what returning from the handler does
 		waitClosed(t, o.done, "the sender to end")
-		// 0 and 1 reached Send; 2 and 3 were dropped after the stall.
-		if recycled.Load() != 2 || o.sent.Load() != 1 {
+		// 0 went out, 1's Send failed once released, 2 and 3 were dropped
+		// after the stall: each recycled once.
+		if recycled.Load() != 4 || o.sent.Load() != 1 {
 			t.Fatalf("recycled %d, sent %d", recycled.Load(), o.sent.Load())
 		}
 	})
@@ -84,4 +85,38 @@ func TestOutbox(t *testing.T) {
 			t.Fatalf("classified as %s", te.kind)
 		}
 	})
+}
+
+// TestHeldOutbox: a held outbox sends nothing until attached, then sends
+// what it holds in order; never attached, it drops (and recycles) it all.
+func TestHeldOutbox(t *testing.T) {
+	type msg struct{ n int }
+	ctx, cancel := context.WithCancelCause(context.Background())
+	o := newHeldOutbox(ctx, cancel, func(*msg) {}, time.Minute)
+	for i := range outboxDepth {
+		if err := o.put(&msg{i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o.sentAny() {
+		t.Fatal("a held outbox sent before it was attached")
+	}
+	var got []int
+	o.attachSend(func(m *msg) error { got = append(got, m.n); return nil })
+	_ = o.put(&msg{outboxDepth})
+	cancel(errTurnDone)
+	if ended, err := o.finish(); !ended || err != nil || len(got) != outboxDepth+1 || got[outboxDepth] != outboxDepth {
+		t.Fatalf("finish = %v, %v; sent %v", ended, err, got)
+	}
+
+	ctx2, cancel2 := context.WithCancelCause(context.Background())
+	var recycled atomic.Int32
+	never := newHeldOutbox(ctx2, cancel2, func(*msg) { recycled.Add(1) }, time.Minute)
+	for i := range 3 {
+		_ = never.put(&msg{i})
+	}
+	cancel2(errSpeculationDropped)
+	if ended, err := never.finish(); !ended || !errors.Is(err, errSpeculationDropped) || never.sentAny() || recycled.Load() != 3 {
+		t.Fatalf("finish = %v, %v; sent %v, recycled %d", ended, err, never.sentAny(), recycled.Load())
+	}
 }
