@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/nexy-server/nexy/audio"
 	pb "github.com/nexy-server/nexy/proto"
 )
 
@@ -307,20 +307,7 @@ func grpcErr(err error) error {
 
 // writeWAV saves 48 kHz mono s16le PCM as a WAV file.
 func writeWAV(path string, pcm []byte) error {
-	var h [44]byte
-	copy(h[0:], "RIFF")
-	binary.LittleEndian.PutUint32(h[4:], uint32(36+len(pcm)))
-	copy(h[8:], "WAVEfmt ")
-	binary.LittleEndian.PutUint32(h[16:], 16)
-	binary.LittleEndian.PutUint16(h[20:], 1)       // PCM
-	binary.LittleEndian.PutUint16(h[22:], 1)       // mono
-	binary.LittleEndian.PutUint32(h[24:], 48000)   // sample rate
-	binary.LittleEndian.PutUint32(h[28:], 48000*2) // byte rate
-	binary.LittleEndian.PutUint16(h[32:], 2)       // block align
-	binary.LittleEndian.PutUint16(h[34:], 16)      // bits per sample
-	copy(h[36:], "data")
-	binary.LittleEndian.PutUint32(h[40:], uint32(len(pcm)))
-	return os.WriteFile(path, append(h[:], pcm...), 0o644)
+	return os.WriteFile(path, audio.EncodeWAV(audio.SampleRate, pcm), 0o644)
 }
 
 // newUUID returns a random RFC 4122 version 4 UUID, like the app's session ids.

@@ -285,3 +285,22 @@ func wavTagName(tag uint16) string {
 	}
 	return fmt.Sprintf("0x%04x", tag)
 }
+
+// EncodeWAV wraps mono s16le PCM at rate in a 44-byte RIFF header (`nexy ask`
+// saves answers with it; `nexy bench`'s fake speech serves it).
+func EncodeWAV(rate int, pcm []byte) []byte {
+	h := make([]byte, 44, 44+len(pcm))
+	copy(h[0:], "RIFF")
+	binary.LittleEndian.PutUint32(h[4:], uint32(36+len(pcm)))
+	copy(h[8:], "WAVEfmt ")
+	binary.LittleEndian.PutUint32(h[16:], 16)
+	binary.LittleEndian.PutUint16(h[20:], 1) // PCM
+	binary.LittleEndian.PutUint16(h[22:], 1) // mono
+	binary.LittleEndian.PutUint32(h[24:], uint32(rate))
+	binary.LittleEndian.PutUint32(h[28:], uint32(rate*2))
+	binary.LittleEndian.PutUint16(h[32:], 2)
+	binary.LittleEndian.PutUint16(h[34:], 16)
+	copy(h[36:], "data")
+	binary.LittleEndian.PutUint32(h[40:], uint32(len(pcm)))
+	return append(h, pcm...)
+}

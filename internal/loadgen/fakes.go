@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/nexy-server/nexy/audio"
 )
 
 // What the fake model's chunks say about themselves, in the shape of the
@@ -71,24 +73,6 @@ func Tone(rate, n int) []byte {
 	return pcm
 }
 
-// WAV wraps mono s16le PCM at rate in a 44-byte RIFF header.
-func WAV(rate int, pcm []byte) []byte {
-	h := make([]byte, 44, 44+len(pcm))
-	copy(h[0:], "RIFF")
-	binary.LittleEndian.PutUint32(h[4:], uint32(36+len(pcm)))
-	copy(h[8:], "WAVEfmt ")
-	binary.LittleEndian.PutUint32(h[16:], 16)
-	binary.LittleEndian.PutUint16(h[20:], 1) // PCM
-	binary.LittleEndian.PutUint16(h[22:], 1) // mono
-	binary.LittleEndian.PutUint32(h[24:], uint32(rate))
-	binary.LittleEndian.PutUint32(h[28:], uint32(rate*2))
-	binary.LittleEndian.PutUint16(h[32:], 2)
-	binary.LittleEndian.PutUint16(h[34:], 16)
-	copy(h[36:], "data")
-	binary.LittleEndian.PutUint32(h[40:], uint32(len(pcm)))
-	return append(h, pcm...)
-}
-
 // Fakes are an OpenAI-compatible chat completions endpoint and speech
 // endpoint on one loopback HTTP server, answering with the scripted answer
 // on the configured timing.
@@ -126,7 +110,7 @@ func NewFakes(t Timing) *Fakes {
 	f := &Fakes{timing: t}
 	f.events, f.tail = OpenAIStream(NewAnswer(t.Sentences))
 	f.pcm = Tone(t.TTSRate, int(math.Round(t.AudioSec*float64(t.TTSRate))))
-	f.wav = WAV(t.TTSRate, f.pcm)
+	f.wav = audio.EncodeWAV(t.TTSRate, f.pcm)
 	return f
 }
 
