@@ -132,7 +132,7 @@ func TestIsSilent(t *testing.T) {
 func TestDuration(t *testing.T) {
 	cases := map[int]time.Duration{
 		0: 0, -5: 0, 1: 0, 2: time.Second / 48000, 96000: time.Second,
-		MaxChunkBytes: 2048 * time.Second / 48000,
+		MaxChunkBytes: MaxChunkBytes / 2 * time.Second / 48000,
 		617472:        6432 * time.Millisecond, // upstream's measured welcome: 617 472 bytes ≈ 6.4 s
 		1 << 40:       time.Duration(1<<39/48000)*time.Second + time.Duration(1<<39%48000)*time.Second/48000,
 	}

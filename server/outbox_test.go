@@ -6,6 +6,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/nexy-server/nexy/audio"
 )
 
 // TestOutbox covers the sender's contract with a send function the test
@@ -118,5 +122,15 @@ func TestHeldOutbox(t *testing.T) {
 	cancel2(errSpeculationDropped)
 	if ended, err := never.finish(); !ended || !errors.Is(err, errSpeculationDropped) || never.sentAny() || recycled.Load() != 3 {
 		t.Fatalf("finish = %v, %v; sent %v, recycled %d", ended, err, never.sentAny(), recycled.Load())
+	}
+}
+
+// TestAudioMessageFitsFourKiB: a full audio message marshals to at most
+// 4096 bytes, so gRPC holds it in a 4 KiB pooled buffer, not a 16 KiB one
+// (see audio.MaxChunkBytes).
+func TestAudioMessageFitsFourKiB(t *testing.T) {
+	m := audioResponse(make([]byte, audio.MaxChunkBytes))
+	if n := proto.Size(m); n > 4096 {
+		t.Fatalf("a full audio message is %d bytes marshalled", n)
 	}
 }

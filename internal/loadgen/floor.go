@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/nexy-server/nexy/audio"
 	pb "github.com/nexy-server/nexy/proto"
 )
 
@@ -51,7 +52,7 @@ func NewFloor(t Timing) *Floor {
 	}
 	pcm := Tone(wireRate, int(math.Round(t.AudioSec*wireRate)))
 	for len(pcm) > 0 {
-		n := min(len(pcm), maxChunkBytes)
+		n := min(len(pcm), audio.MaxChunkBytes) // the server's chunk size: the same bytes
 		f.audio = append(f.audio, &pb.StreamResponse{Content: &pb.StreamResponse_AudioChunk{AudioChunk: &pb.AudioChunk{
 			AudioData: pcm[:n], Dtype: wireDType, SampleRate: wireRate, Channels: 1}}})
 		pcm = pcm[n:]
