@@ -111,7 +111,8 @@ type devices struct {
 	// stop cancels a device's running turns with a cause.
 	stop func(hardwareID string, cause error)
 
-	reading sync.Mutex // one read of the store at a time
+	reading sync.Mutex    // one read of the store at a time
+	probe   *versionProbe // the change number, read once per round of requests
 	mu      sync.Mutex
 	known   map[string]store.Device
 	version int64
@@ -133,7 +134,7 @@ func newDevices(cfg *config.Config, st Store, log *slog.Logger) *devices {
 			loc = l
 		}
 	}
-	return &devices{cfg: cfg.Devices, quotas: cfg.Quotas, loc: loc, store: st, log: log, now: time.Now,
+	return &devices{cfg: cfg.Devices, quotas: cfg.Quotas, loc: loc, store: st, log: log, now: time.Now, probe: newVersionProbe(),
 		stop: func(string, error) {}, known: map[string]store.Device{}, use: map[string]*dayUse{}}
 }
 
@@ -164,7 +165,7 @@ func (d *devices) refresh(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, max(d.cfg.PollInterval.Duration, time.Second))
 	defer cancel()
-	v, err := d.store.DevicesVersion(ctx)
+	v, err := d.probe.read(ctx, d.store.DevicesVersion)
 	if err != nil {
 		d.logReadFailure(err)
 		return
