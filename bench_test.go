@@ -26,7 +26,7 @@ func TestBench(t *testing.T) {
 	defer cancel()
 	logFile := filepath.Join(t.TempDir(), "server.log")
 	cmd := exec.CommandContext(ctx, os.Args[0], "bench", "--devices", "2", "--turns", "6", "--collects", "2", "--collect-interval", "5ms",
-		"--llm-first-token", "5ms", "--tts-first-byte", "2ms", "--audio-sec", "0.3", "--tts-rate", "24000", "--floor", "--json", "--server-log", logFile)
+		"--llm-first-token", "5ms", "--tts-first-byte", "2ms", "--audio-sec", "0.3", "--floor", "--json", "--server-log", logFile)
 	cmd.Dir = t.TempDir()
 	cmd.Env = append(os.Environ(), "NEXY_TEST_RUN_MAIN=1")
 	var stdout, stderr bytes.Buffer

@@ -26,50 +26,79 @@ func Recycle(chunk []byte) {
 
 // Chunker cuts a PCM stream into wire chunks.
 type Chunker struct {
-	r     io.Reader
-	odd   []byte // 0 or 1 byte: half a sample carried to the next chunk
-	err   error  // sticky error from the reader, returned after the data
-	empty int
+	r       io.Reader
+	buf     *[readSize]byte // scratch the reads land in; back to its pool at the end
+	pending []byte          // read, not handed out yet (a window of buf)
+	full    bool            // the last Read filled its room: more is likely waiting
+	err     error           // sticky error from the reader, returned after the data
+	empty   int
 }
+
+// readSize is what every Read asks for: at least the 4 KiB buffer of the
+// HTTP client's connection. A smaller Read makes that buffer fill 4 KiB and
+// keep the rest, and the next Read returns only the rest: with chunks of
+// MaxChunkBytes that was a 24-byte chunk after every full one.
+const readSize = 2 << 12
+
+var scratchPool = sync.Pool{New: func() any { return new([readSize]byte) }}
 
 // NewChunker returns a Chunker reading wire PCM (48 kHz mono s16le) from r.
-func NewChunker(r io.Reader) *Chunker {
-	return &Chunker{r: r, odd: make([]byte, 0, 1)}
+func NewChunker(r io.Reader) *Chunker { return &Chunker{r: r} }
+
+// Next returns the next chunk: even length, 1..MaxChunkBytes bytes; io.EOF at
+// the end. A chunk goes out as soon as a Read brought a whole sample and the
+// source had nothing more at that moment (a short Read): it never waits to
+// fill a chunk while the source pauses, but bytes left over from a Read that
+// filled its room wait for the next Read, which returns at once. A trailing
+// odd byte at EOF is dropped (half a sample is never sent). The returned slice
+// is owned by the caller (it may come from the pool fed by Recycle; it is
+// never shared). Errors of the reader other than io.EOF are returned wrapped,
+// after the data read before them.
+func (c *Chunker) Next() ([]byte, error) {
+	for c.err == nil && (len(c.pending) < 2 || len(c.pending) < MaxChunkBytes && c.full) {
+		c.read()
+	}
+	even := min(len(c.pending), MaxChunkBytes) &^ 1
+	if even == 0 {
+		// Fewer than 2 bytes and the reader has failed or ended; a lone
+		// byte is dropped.
+		c.release()
+		if errors.Is(c.err, io.EOF) {
+			return nil, io.EOF
+		}
+		return nil, fmt.Errorf("audio: chunker: %w", c.err)
+	}
+	chunk := chunkPool.Get().(*[MaxChunkBytes]byte)[:even]
+	copy(chunk, c.pending)
+	c.pending = c.pending[even:]
+	return chunk, nil
 }
 
-// Next returns the next chunk: even length, 1..MaxChunkBytes bytes, sent as soon as data is
-// available (does not wait to fill 4096 bytes when the source pauses); io.EOF at the end. A
-// trailing odd byte at EOF is dropped (half a sample is never sent). The returned slice is
-// owned by the caller (it may come from the pool fed by Recycle; it is never shared).
-// Errors of the reader other than io.EOF are returned wrapped, after the data read before them.
-func (c *Chunker) Next() ([]byte, error) {
-	// Read straight into the chunk handed out: no scratch buffer, no copy.
-	buf := chunkPool.Get().(*[MaxChunkBytes]byte)[:]
-	n := copy(buf, c.odd)
-	c.odd = c.odd[:0]
-	// One Read is enough unless it brought less than a whole sample.
-	for n < 2 && c.err == nil {
-		m, err := c.r.Read(buf[n:])
-		n += m
-		switch {
-		case err != nil:
-			c.err = err
-		case m == 0:
-			if c.empty++; c.empty >= maxEmptyReads {
-				c.err = io.ErrNoProgress
-			}
-		default:
-			c.empty = 0
+// read moves what is pending to the front of the scratch and reads after it.
+func (c *Chunker) read() {
+	if c.buf == nil {
+		c.buf = scratchPool.Get().(*[readSize]byte)
+	}
+	n := copy(c.buf[:], c.pending)
+	m, err := c.r.Read(c.buf[n:])
+	c.pending = c.buf[:n+m]
+	c.full = m == readSize-n
+	switch {
+	case err != nil:
+		c.err = err
+	case m == 0:
+		if c.empty++; c.empty >= maxEmptyReads {
+			c.err = io.ErrNoProgress
 		}
+	default:
+		c.empty = 0
 	}
-	if even := n &^ 1; even > 0 {
-		c.odd = append(c.odd, buf[even:n]...)
-		return buf[:even], nil
+}
+
+// release gives the scratch back once the stream has ended.
+func (c *Chunker) release() {
+	if c.buf != nil {
+		scratchPool.Put(c.buf)
+		c.buf, c.pending = nil, nil
 	}
-	Recycle(buf)
-	// Here n < 2 and the reader has failed or ended; a lone byte is dropped.
-	if errors.Is(c.err, io.EOF) {
-		return nil, io.EOF
-	}
-	return nil, fmt.Errorf("audio: chunker: %w", c.err)
 }
