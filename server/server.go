@@ -124,6 +124,12 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps) (*Server, error) {
 		// are not slowed; the connection window lets one full message through.
 		grpc.InitialWindowSize(streamWindow),
 		grpc.InitialConnWindowSize(int32(max(2*cfg.Limits.MaxMessageBytes, streamWindow))),
+		// RPCs run on reused goroutines whose stacks have already grown
+		// (a turn's handler goes deep: SQLite, the pipeline), instead of a
+		// new 8 KiB stack grown again by copying for every request; past
+		// 64 at once grpc-go starts goroutines as before. CPU per turn
+		// 3.91-4.38 -> 3.57-3.60 ms (nexy bench --devices 50 --floor).
+		grpc.NumStreamWorkers(streamWorkers),
 		grpc.StreamInterceptor(s.svc.streamInterceptor),
 		grpc.StatsHandler(s.svc.metrics.grpcHandler()),
 		// The shipped client pings every 120 s during a call; grpc-go's default
@@ -141,6 +147,9 @@ func New(cfg *config.Config, log *slog.Logger, deps Deps) (*Server, error) {
 		ConnContext: markPlain}
 	return s, nil
 }
+
+// streamWorkers is how many goroutines serve RPCs, reused (see New).
+const streamWorkers = 64
 
 // plainListener marks the connections of listen.http_plain, the operator's
 // own port, so operator-only routes (pprof) can tell them from the public
