@@ -104,11 +104,11 @@ func (o *outbox[M]) run(sendTimeout time.Duration) {
 		// after it returns only a stats handler could still hold the
 		// message (its OutPayload event carries it). The server installs
 		// one handler, instruments.grpcHandler, which reads Begin and End
-		// only, so the audio buffer goes
-		// back to the pool: without it every 4 KiB chunk was a new
-		// allocation, the largest part of a turn's garbage. A handler or a
-		// Send that read the buffer later would show as a race in the -race
-		// turn tests, where the chunker refills recycled buffers at once.
+		// only, so the audio buffer goes back to the pool: without it every
+		// 4 KiB chunk was a new allocation, the largest part of a turn's
+		// garbage. A handler or a Send that read the buffer later would show
+		// as a race in the -race turn tests, where the chunker refills
+		// recycled buffers at once.
 		o.recycle(m)
 		if err != nil {
 			o.failure = fmt.Errorf("%w: %w", errClientGone, err)
