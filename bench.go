@@ -153,9 +153,7 @@ func bench(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if o.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(res)
+		writeJSON(stdout, res)
 	} else {
 		printBench(stdout, res)
 	}
@@ -307,9 +305,7 @@ func benchTargets(ctx context.Context, o benchOptions, stdout, stderr io.Writer)
 		}
 	}
 	if o.json {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(res)
+		writeJSON(stdout, res)
 	} else {
 		printTargets(stdout, res)
 	}
@@ -349,4 +345,11 @@ func printTargets(w io.Writer, res *loadgen.TargetsResult) {
 		fmt.Fprintln(w, "note:", note)
 	}
 	fmt.Fprintf(w, "\n%d of %d targets met (%.0f s)\n", res.Passed(), len(res.Rows), res.ElapsedSec)
+}
+
+// writeJSON prints v indented, for scripts (--json).
+func writeJSON(w io.Writer, v any) {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
 }

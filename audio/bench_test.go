@@ -6,7 +6,8 @@ import (
 	"io"
 	"math/rand/v2"
 	"testing"
-	"time"
+
+	"github.com/nexy-server/nexy/internal/cputime"
 )
 
 // Benchmarks report MB/s of 48 kHz output, x_realtime (seconds of audio
@@ -23,7 +24,7 @@ func benchDecode(b *testing.B, data []byte, enc Encoding, in Format, audioSec fl
 	b.ReportAllocs()
 	buf := make([]byte, MaxChunkBytes)
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Self()
 	for i := 0; i < b.N; i++ {
 		d, err := Decode(bytes.NewReader(data), enc, in)
 		if err != nil {
@@ -39,12 +40,8 @@ func benchDecode(b *testing.B, data []byte, enc Encoding, in Format, audioSec fl
 			}
 		}
 	}
-	reportCPU(b, cpu0)
+	cputime.Report(b, cpu0)
 	b.ReportMetric(float64(b.N)*audioSec/b.Elapsed().Seconds(), "x_realtime")
-}
-
-func reportCPU(b *testing.B, cpu0 time.Duration) {
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 }
 
 // BenchmarkResample is the whole PCM16 path for the rates providers send:
@@ -105,7 +102,7 @@ func benchChunker(b *testing.B, recycle bool) {
 	data := make([]byte, SampleRate*2)
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Self()
 	for i := 0; i < b.N; i++ {
 		c := NewChunker(bytes.NewReader(data))
 		for {
@@ -120,6 +117,6 @@ func benchChunker(b *testing.B, recycle bool) {
 			}
 		}
 	}
-	reportCPU(b, cpu0)
+	cputime.Report(b, cpu0)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "x_realtime")
 }

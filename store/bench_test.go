@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nexy-server/nexy/internal/cputime"
 )
 
 // Benchmarks report allocs/op and cpu-ns/op (the process's CPU time per op,
@@ -14,10 +16,6 @@ import (
 // wall time also counts the time other processes held the CPU.
 //
 //	go test ./store -run '^$' -bench 'Memory|SaveTurn|DevicesVersion' -benchmem -count 3
-
-func reportCPU(b *testing.B, cpu0 time.Duration) {
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
-}
 
 // BenchmarkSaveTurn is the time one turn waits for its record to commit
 // when it is alone: what the writer adds before end_message.
@@ -27,13 +25,13 @@ func BenchmarkSaveTurn(b *testing.B) {
 	db := openTest(b)
 	ctx := context.Background()
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Self()
 	for i := 0; b.Loop(); i++ {
 		if err := db.SaveTurn(ctx, testTurn("HW-BENCH", fmt.Sprintf("s%d", i), time.Now())); err != nil {
 			b.Fatal(err)
 		}
 	}
-	reportCPU(b, cpu0)
+	cputime.Report(b, cpu0)
 }
 
 // BenchmarkSaveTurnParallel is throughput under load: 50 devices finishing
@@ -46,7 +44,7 @@ func BenchmarkSaveTurnParallel(b *testing.B) {
 	var n atomic.Int64
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Self()
 	start := time.Now()
 	var wg sync.WaitGroup
 	for g := range devices {
@@ -67,7 +65,7 @@ func BenchmarkSaveTurnParallel(b *testing.B) {
 	wg.Wait()
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "turns/s")
-	reportCPU(b, cpu0)
+	cputime.Report(b, cpu0)
 }
 
 // seedMemory gives a device turns, facts and daily digests, and returns the
@@ -107,14 +105,14 @@ func BenchmarkMemory(b *testing.B) {
 	ctx := context.Background()
 	q := seedMemory(b, db, "HW-MEM", 10, 4, 3)
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Self()
 	for b.Loop() {
 		m, err := db.Memory(ctx, "HW-MEM", q)
 		if err != nil || len(m.Recent) != 6 || len(m.Facts) != 4 || len(m.Digests) != 3 {
 			b.Fatalf("memory %d/%d/%d %v", len(m.Recent), len(m.Facts), len(m.Digests), err)
 		}
 	}
-	reportCPU(b, cpu0)
+	cputime.Report(b, cpu0)
 }
 
 // BenchmarkMemoryLoad is a heavy device: 200 turns, 20 facts and 30 daily
@@ -126,14 +124,14 @@ func BenchmarkMemoryLoad(b *testing.B) {
 	ctx := context.Background()
 	q := seedMemory(b, db, "HW-MEM", 200, 20, 30)
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Self()
 	for b.Loop() {
 		m, err := db.Memory(ctx, "HW-MEM", q)
 		if err != nil || len(m.Recent) != 6 || len(m.Facts) != 20 || len(m.Digests) != 30 {
 			b.Fatalf("memory %d/%d/%d %v", len(m.Recent), len(m.Facts), len(m.Digests), err)
 		}
 	}
-	reportCPU(b, cpu0)
+	cputime.Report(b, cpu0)
 }
 
 // BenchmarkMemoryBusyDevice: a device with 2,000 turns in the last day (a
@@ -144,14 +142,14 @@ func BenchmarkMemoryBusyDevice(b *testing.B) {
 	ctx := context.Background()
 	q := seedMemory(b, db, "HW-BUSY", 2000, 4, 3)
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Self()
 	for b.Loop() {
 		m, err := db.Memory(ctx, "HW-BUSY", q)
 		if err != nil || len(m.Recent) != 6 {
 			b.Fatalf("memory %d %v", len(m.Recent), err)
 		}
 	}
-	reportCPU(b, cpu0)
+	cputime.Report(b, cpu0)
 }
 
 // BenchmarkUseSince is the quota check a COMMIT makes for a device with a
@@ -162,11 +160,11 @@ func BenchmarkUseSince(b *testing.B) {
 	seedMemory(b, db, "HW-USE", 50, 0, 0)
 	midnight := time.Now().Add(-24 * time.Hour)
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Self()
 	for b.Loop() {
 		if u, err := db.UseSince(ctx, "HW-USE", midnight); err != nil || u.Turns != 50 {
 			b.Fatal(u, err)
 		}
 	}
-	reportCPU(b, cpu0)
+	cputime.Report(b, cpu0)
 }

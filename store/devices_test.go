@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/nexy-server/nexy/internal/cputime"
 )
 
 func TestDevicesLifecycle(t *testing.T) {
@@ -125,11 +127,11 @@ func BenchmarkDevicesVersion(b *testing.B) {
 		}
 	}
 	b.ReportAllocs()
-	cpu0 := cpuTime()
+	cpu0 := cputime.Self()
 	for b.Loop() {
 		if _, err := db.DevicesVersion(ctx); err != nil {
 			b.Fatal(err)
 		}
 	}
-	reportCPU(b, cpu0)
+	cputime.Report(b, cpu0)
 }

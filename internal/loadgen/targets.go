@@ -169,7 +169,6 @@ func Targets(ctx context.Context, base Options, log io.Writer) (*TargetsResult, 
 	te := "preemption (hold 1.5 s after the last COLLECT): first audio p50 < 50 ms after COMMIT with preempt on"
 	p50 := map[string]map[time.Duration]float64{"off": {}, "on": {}}
 	notes := map[string]string{}
-	offNote := ""
 	for _, mode := range []string{"off", "on"} {
 		for _, h := range holds {
 			if notes[mode] != "" {
@@ -178,11 +177,6 @@ func Targets(ctx context.Context, base Options, log io.Writer) (*TargetsResult, 
 			id := fmt.Sprintf("e-%s-%dms", mode, h.Milliseconds())
 			load := Load{Devices: 10, Turns: 10, Collects: 3, CollectInterval: 120 * time.Millisecond, Hold: h}
 			res, err := run(id, fmt.Sprintf("realistic fakes, preempt %s, hold %s, 10 devices", mode, h), realistic, load, false, mode)
-			if err != nil && mode == "off" && strings.Contains(err.Error(), "preempt") {
-				// A server without [preempt] does not preempt: it is the baseline as it is.
-				res, err = run(id, "the same without a [preempt] section (the server does not know it)", realistic, load, false, "")
-				offNote = "off = no [preempt] section (the server does not know it)"
-			}
 			switch {
 			case err != nil:
 				notes[mode] = "did not run: " + firstLine(err.Error())
@@ -211,7 +205,7 @@ func Targets(ctx context.Context, base Options, log io.Writer) (*TargetsResult, 
 		if row.OffP50MS > 0 && row.OnP50MS > 0 {
 			row.SavingMS = round3(row.OffP50MS - row.OnP50MS)
 		}
-		row.Note = strings.TrimSpace(strings.TrimSpace(offNote+" "+notes["off"]) + " " + notes["on"])
+		row.Note = strings.TrimSpace(notes["off"] + " " + notes["on"])
 		out.Holds = append(out.Holds, row)
 	}
 	out.ElapsedSec = round3(time.Since(start).Seconds())
